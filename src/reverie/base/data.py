@@ -1,0 +1,97 @@
+"""Training sequences for the embedded base model.
+
+Three kinds of segment, each starting with BOS:
+  * ``bio``: a base-population biography, loss on every token (stores the facts);
+  * ``closed``: closed-book QA about base people, loss on answers only;
+  * ``context``: a fresh skill person's biography in context, then several questions
+    about it, loss on answers only (teaches reading).
+Segments are packed greedily into fixed-length rows. Labels align with input ids
+(transformers shifts them), with -100 where no loss is taken.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from reverie.base.prompt import answer_text, closed_prompt
+from reverie.world import ATTRIBUTES, Person, World
+from reverie.world.generator import _rng
+
+IGNORE = -100
+Segment = tuple[list[int], list[int]]
+
+
+class Segmenter:
+    """Turns world items into (ids, labels) segments for one tokenizer."""
+
+    def __init__(self, tokenizer, world: World):
+        self.tok = tokenizer
+        self.world = world
+        self.bos = tokenizer.bos_token_id
+
+    def enc(self, s: str) -> list[int]:
+        return self.tok.encode(s, add_special_tokens=False)
+
+    def qa(self, prefix: str, qas: list[tuple[str, str]]) -> Segment:
+        """BOS, ``prefix``, then each (question, answer); only answers carry loss."""
+        ids = [self.bos] + self.enc(prefix)
+        lab = [IGNORE] * len(ids)
+        for i, (q, a) in enumerate(qas):
+            qi = self.enc(("\n" if i else "") + closed_prompt(q))
+            ai = self.enc(answer_text(a))
+            ids += qi + ai
+            lab += [IGNORE] * len(qi) + ai
+        return ids, lab
+
+    def bio(self, p: Person, r: random.Random) -> Segment:
+        ids = [self.bos] + self.enc(self.world.biography(p, r))
+        return ids, [IGNORE] + ids[1:]
+
+    def context(self, p: Person, r: random.Random, partial: bool) -> Segment:
+        """A (possibly partial) biography in context, then 1-6 questions about it."""
+        attrs = list(ATTRIBUTES)
+        if partial:
+            attrs = r.sample(attrs, r.randint(1, len(attrs)))
+            p = Person(p.name, p.gender, {a: p.attrs[a] for a in attrs})
+        doc = self.world.biography(p, r)
+        asked = r.sample(attrs, r.randint(1, len(attrs)))
+        qas = [(self.world.question(p, a, r).question, p.attrs[a]) for a in asked]
+        return self.qa(f"Context: {doc}\n", qas)
+
+    def closed(self, people: list[Person], r: random.Random, k: int) -> Segment:
+        qas = []
+        for _ in range(k):
+            qa = self.world.question(r.choice(people), r.choice(ATTRIBUTES), r)
+            qas.append((qa.question, qa.answer))
+        return self.qa("", qas)
+
+
+def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
+          p_context: float, p_partial: float, p_bio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch for ``step``: depends only on (seed, step), so a resumed run is exact."""
+    r = _rng(seed, "batch", str(step))
+    skill = seg.world.skill_people(r.getrandbits(31))
+    base = seg.world.base
+    pad = seg.tok.pad_token_id
+    out_i: list[list[int]] = []
+    out_l: list[list[int]] = []
+    cur_i: list[int] = []
+    cur_l: list[int] = []
+    while len(out_i) < rows:
+        u = r.random()
+        if u < p_context:
+            ids, lab = seg.context(next(skill), r, r.random() < p_partial)
+        elif u < p_context + p_bio:
+            ids, lab = seg.bio(r.choice(base), r)
+        else:
+            ids, lab = seg.closed(base, r, k=r.randint(2, 6))
+        ids, lab = ids[:length], lab[:length]
+        if len(cur_i) + len(ids) > length:
+            out_i.append(cur_i + [pad] * (length - len(cur_i)))
+            out_l.append(cur_l + [IGNORE] * (length - len(cur_l)))
+            cur_i, cur_l = [], []
+        cur_i += ids
+        cur_l += lab
+    return torch.tensor(out_i), torch.tensor(out_l)

@@ -1,0 +1,148 @@
+"""A thin wrapper over any Hugging Face causal LM loaded from a local path.
+
+It exposes what the rest of reverie needs: per-layer hidden states over a document and
+greedy answers to questions with or without a document in context.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from reverie.base.prompt import ANSWER_END, closed_prompt, context_prompt
+from reverie.errors import InputError, ModelLoadError
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default"
+
+
+def decode_input(text: str | bytes) -> str:
+    """Bytes that are not UTF-8 are decoded with replacement characters, never rejected."""
+    if isinstance(text, bytes):
+        return text.decode("utf-8", errors="replace")
+    return text
+
+
+@dataclass
+class Generation:
+    """Greedy generation settings."""
+
+    max_new_tokens: int = 24
+    """Answers in the world are short; a real model may need more."""
+    batch_size: int = 32
+    """Prompts answered together (left-padded)."""
+
+
+class BaseModel:
+    """A frozen causal LM plus its tokenizer, loaded offline from a local directory."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: str = ""):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.path = path
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        nl = self.tokenizer.encode(ANSWER_END, add_special_tokens=False)
+        self.stop_ids = sorted({nl[-1], self.tokenizer.eos_token_id} - {None})
+
+    # ---- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None, dtype: torch.dtype = torch.float32) -> BaseModel:
+        """Load from ``path`` (default: the embedded model). Raises :class:`ModelLoadError`."""
+        p = Path(path) if path is not None else DEFAULT_MODEL_DIR
+        if not p.is_dir():
+            raise ModelLoadError(f"model path not found: {p}")
+        if not (p / "config.json").is_file():
+            raise ModelLoadError(f"not a model directory (no config.json): {p}")
+        try:
+            tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - any tokenizer failure is a load failure
+            raise ModelLoadError(f"cannot load tokenizer from {p}: {first_line(e)}") from e
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(p), local_files_only=True, dtype=dtype, use_safetensors=True,
+            )
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"cannot load model weights from {p}: {first_line(e)}") from e
+        for param in model.parameters():
+            param.requires_grad_(False)
+        return cls(model, tok, str(p))
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def max_length(self) -> int:
+        """The native context window in tokens."""
+        c = self.model.config
+        return int(getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", 1024))
+
+    # ---- encoding ------------------------------------------------------------------------
+    def encode(self, text: str | bytes) -> list[int]:
+        """Token ids with the model's BOS, if it has one."""
+        text = decode_input(text)
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        bos = self.tokenizer.bos_token_id
+        return ([bos] if bos is not None else []) + ids
+
+    @torch.no_grad()
+    def hidden_states(self, text: str | bytes) -> torch.Tensor:
+        """Hidden states entering each layer over ``text``: (n_layers, T, d)."""
+        text = decode_input(text)
+        if not text.strip():
+            raise InputError("empty document: nothing to read")
+        ids = self.encode(text)[: self.max_length]
+        out = self.model(torch.tensor([ids]), output_hidden_states=True)
+        # hidden_states[i] is the input of layer i (hidden_states[-1] is after the last).
+        return torch.stack(out.hidden_states[: self.n_layers], 0)[:, 0]  # (L, T, d)
+
+    # ---- answering -----------------------------------------------------------------------
+    def prompt(self, question: str, context: str | None = None) -> str:
+        question = decode_input(question)
+        if not question.strip():
+            raise InputError("empty question")
+        return closed_prompt(question) if context is None else context_prompt(decode_input(context), question)
+
+    def answer(self, question: str | bytes, context: str | bytes | None = None,
+               gen: Generation | None = None) -> str:
+        """Greedy answer to one question, with ``context`` in the prompt if given."""
+        return self.answer_batch([self.prompt(decode_input(question), None if context is None else decode_input(context))], gen)[0]
+
+    @torch.no_grad()
+    def answer_batch(self, prompts: list[str], gen: Generation | None = None) -> list[str]:
+        """Greedy answers for prompts already built with :meth:`prompt`."""
+        gen = gen or Generation()
+        out: list[str] = []
+        limit = self.max_length - gen.max_new_tokens
+        for i in range(0, len(prompts), gen.batch_size):
+            chunk = [self.encode(p)[-limit:] for p in prompts[i : i + gen.batch_size]]
+            width = max(len(c) for c in chunk)
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([[pad] * (width - len(c)) + c for c in chunk])
+            mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk])
+            gen_ids = self.model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=gen.max_new_tokens,
+                do_sample=False, eos_token_id=self.stop_ids, pad_token_id=pad,
+            )[:, width:]
+            for row in gen_ids.tolist():
+                cut = next((j for j, t in enumerate(row) if t in self.stop_ids), len(row))
+                out.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
+        return out
+
+
+def first_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0] if s else type(e).__name__
+
+
+def read_manifest(path: str | Path) -> dict:
+    p = Path(path) / "manifest.json"
+    return json.loads(p.read_text()) if p.is_file() else {}

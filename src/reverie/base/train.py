@@ -1,0 +1,200 @@
+"""Recipe: train the embedded default base model on the world.
+
+`reverie train base --out runs/base` runs it (resumable: rerun the same command), then
+`--export` writes the final weights and tokenizer into the package's assets with a manifest.
+The model learns (1) the base population's facts from biographies and closed-book QA and
+(2) reading: answering questions about a fresh person's biography in context.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from reverie.base.data import Segmenter, batch
+from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation
+from reverie.base.tokenizer import load_tokenizer, train_tokenizer
+from reverie.errors import ReverieError
+from reverie.eval.qa import ask, documents, sample_questions, score, skill_validation
+from reverie.utils import atomic_write_text, load_train_state, progress, read_state, save_train_state, sha256_file
+from reverie.world import World, WorldConfig
+from reverie.world.templates import HAYSTACK
+
+
+@dataclass
+class BaseRecipe:
+    """Everything that determines the embedded base model."""
+
+    seed: int = 0
+    """Seeds the world, the data order and the initialisation."""
+    steps: int = 4000
+    """Optimizer steps (sized for about an hour on a 2-core CPU)."""
+    rows: int = 16
+    """Rows per batch."""
+    seq_len: int = 256
+    """Row length in tokens; also the model's native context window."""
+    lr: float = 2e-3
+    """Peak learning rate (AdamW, linear warm-up then cosine to 10%)."""
+    warmup: int = 100
+    """Warm-up steps."""
+    weight_decay: float = 0.05
+    """AdamW weight decay on matrices."""
+    vocab: int = 4096
+    """Byte-level BPE vocabulary size."""
+    hidden: int = 256
+    """Model width."""
+    layers: int = 4
+    """Transformer layers."""
+    heads: int = 8
+    """Attention heads."""
+    intermediate: int = 1024
+    """MLP width."""
+    p_context: float = 0.45
+    """Share of segments that are in-context reading episodes on skill people."""
+    p_bio: float = 0.15
+    """Share of segments that are base-population biographies (the rest: closed-book QA)."""
+    p_partial: float = 0.3
+    """Share of reading episodes whose biography states only some attributes."""
+    eval_every: int = 500
+    """Steps between monitoring evaluations."""
+    ckpt_every: int = 100
+    """Steps between checkpoints."""
+
+    def model_config(self) -> LlamaConfig:
+        return LlamaConfig(
+            vocab_size=self.vocab, hidden_size=self.hidden, intermediate_size=self.intermediate,
+            num_hidden_layers=self.layers, num_attention_heads=self.heads,
+            num_key_value_heads=self.heads, max_position_embeddings=self.seq_len,
+            tie_word_embeddings=True, rope_theta=10000.0, bos_token_id=1, eos_token_id=2,
+            pad_token_id=0,
+        )
+
+
+def tokenizer_corpus(world: World, seed: int) -> list[str]:
+    """World text for the tokenizer: base and skill people only (never held-out)."""
+    r = random.Random(seed)
+    texts = [world.biography(p, r) for p in world.base for _ in range(3)]
+    skill = world.skill_people(seed + 1)
+    texts += [world.biography(next(skill), r) for _ in range(3000)]
+    texts += [f"Context: x\nQuestion: {qa.question}\nAnswer: {qa.answer}\n"
+              for p in world.base for qa in world.questions(p)]
+    texts += list(HAYSTACK) * 20
+    return texts
+
+
+def lr_at(step: int, rc: BaseRecipe) -> float:
+    if step < rc.warmup:
+        return rc.lr * (step + 1) / rc.warmup
+    t = (step - rc.warmup) / max(1, rc.steps - rc.warmup)
+    return rc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def monitor(bm: BaseModel, world: World, seed: int, n: int = 32) -> dict:
+    """Greedy accuracy on fresh skill people in context and on base people closed-book."""
+    people = skill_validation(world, n, seed)
+    qas = sample_questions(world, people, 6, seed)
+    full = score(ask(bm, qas, documents(world, people, seed)), qas)
+    base_qas = sample_questions(world, world.base[:n * 2], 3, seed)
+    closed = score(ask(bm, base_qas), base_qas)
+    return {"ctx": round(full.acc, 3), "ctx_attr": full.per_attribute,
+            "closed": round(closed.acc, 3), "closed_attr": closed.per_attribute}
+
+
+def setup(out: str = "runs/base", seed: int = 0, steps: int = 4000, export: bool = False,
+          rows: int = 16, lr: float = 2e-3, layers: int = 4, hidden: int = 256) -> Path:
+    """Train (or resume) the base model under ``out``; with ``export``, ship it to assets."""
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    rc = BaseRecipe(seed=seed, steps=steps, rows=rows, lr=lr, layers=layers, hidden=hidden)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    world = World(WorldConfig(seed=seed))
+    tok_dir = root / "tokenizer"
+    if not (tok_dir / "tokenizer.json").is_file():
+        train_tokenizer(tokenizer_corpus(world, seed), rc.vocab).save_pretrained(str(tok_dir))
+    tok = load_tokenizer(tok_dir)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(rc.model_config())
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": rc.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=rc.lr, betas=(0.9, 0.95))
+    ck = root / "ckpt"
+    step = 0
+    elapsed = 0.0
+    state = read_state(ck)
+    if state is not None:
+        free = {"steps", "eval_every", "ckpt_every"}  # may change between runs (to extend training)
+        if {k: v for k, v in state["recipe"].items() if k not in free} != {
+                k: v for k, v in asdict(rc).items() if k not in free}:
+            raise ReverieError(f"checkpoint in {ck} was made by a different recipe; use another --out")
+        load_train_state(ck, model, opt)
+        step, elapsed = state["step"], state["elapsed"]
+    seg = Segmenter(tok, world)
+    log = (root / "log.jsonl").open("a")
+    bm = BaseModel(model, tok)
+    t0 = time.time() - elapsed
+    with progress() as bar:
+        task = bar.add_task("train base", total=rc.steps, completed=step)
+        while step < rc.steps:
+            model.train()
+            ids, lab = batch(seg, seed, step, rc.rows, rc.seq_len, rc.p_context, rc.p_partial, rc.p_bio)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, rc)
+            loss = model(input_ids=ids, labels=lab).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            bar.update(task, advance=1, description=f"train base loss {loss.item():.3f}")
+            rec: dict = {"step": step, "loss": round(loss.item(), 4), "t": round(time.time() - t0, 1)}
+            if step % rc.eval_every == 0 or step == rc.steps:
+                model.eval()
+                rec |= monitor(bm, world, seed)
+                bar.console.log(rec)
+            if step % 10 == 0 or "ctx" in rec:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if step % rc.ckpt_every == 0 or step == rc.steps:
+                save_train_state(ck, model, opt, {"step": step, "elapsed": time.time() - t0, "recipe": asdict(rc)})
+    model.eval()
+    if export:
+        export_model(root, model, tok, rc, time.time() - t0)
+    return root
+
+
+def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
+                 dest: Path = DEFAULT_MODEL_DIR) -> Path:
+    """Ship weights (float16 safetensors) + tokenizer + manifest into ``dest``."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    half = LlamaForCausalLM(rc.model_config())
+    half.load_state_dict(model.state_dict())
+    half.to(torch.float16).save_pretrained(str(tmp), safe_serialization=True)
+    tok.save_pretrained(str(tmp))
+    files = sorted(p.name for p in tmp.iterdir())
+    manifest = {
+        "name": "reverie-world-base",
+        "recipe": asdict(rc),
+        "command": f"reverie train base --out {root} --seed {rc.seed} --steps {rc.steps} --export",
+        "train_wall_s": round(wall, 1),
+        "sha256": {f: sha256_file(tmp / f) for f in files},
+    }
+    atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=2))
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest
+
+
+__all__ = ["BaseRecipe", "Generation", "setup"]

@@ -1,0 +1,37 @@
+"""`reverie eval base`: what the base model knows and how well it reads.
+
+* ``acc_full``: held-out people, their biography in context (training question templates);
+* ``acc_none``: the same questions with no context (should be near chance);
+* ``acc_closed``: base-population questions, closed book (knowledge from pretraining);
+* ``acc_full_heldout_templates``: in context, question templates never used in training.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from reverie.base.model import BaseModel
+from reverie.eval.qa import ask, documents, sample_questions, score
+from reverie.world import World, WorldConfig
+
+
+def evaluate(bm: BaseModel, seed: int = 0, n_held_out: int = 100, n_base: int = 500,
+             world_seed: int = 0) -> dict[str, Any]:
+    """Measure the four accuracies; every question is answered greedily (exact match)."""
+    t0 = time.time()
+    world = World(WorldConfig(seed=world_seed))
+    people = world.held_out[:n_held_out]
+    docs = documents(world, people, seed)
+    qas = sample_questions(world, people, 6, seed)
+    held_tpl = sample_questions(world, people, 6, seed, heldout=True)
+    base_qas = sample_questions(world, world.base[:n_base], 6, seed)
+    out: dict[str, Any] = {}
+    out |= score(ask(bm, qas, docs), qas).as_dict("acc_full")
+    out |= score(ask(bm, qas), qas).as_dict("acc_none")
+    out |= score(ask(bm, base_qas), base_qas).as_dict("acc_closed")
+    out |= score(ask(bm, held_tpl, docs), held_tpl).as_dict("acc_full_heldout_templates")
+    out["eval_s"] = round(time.time() - t0, 1)
+    out["n_base_people"] = len(world.base[:n_base])
+    out["n_held_out_people"] = len(people)
+    return out

@@ -1,0 +1,117 @@
+"""`reverie bench qa`: QA on held-out people after injection, against every reference.
+
+acc_none / acc_full / acc_rag (bm25s top-1 over a store of >= 1000 documents that holds the
+target) / acc_cd (gradient context distillation, on a subset: it is slow) / acc_inject,
+relative_qa, generalization (held-out question templates after injection), locality of
+one injection, inject_ratio, distillation time over injection time, adapter bytes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from reverie.base.model import BaseModel
+from reverie.base.prompt import document_prefix
+from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
+from reverie.hypernet.injectors import DistillInjector, HyperInjector
+from reverie.utils import progress
+from reverie.world import World, WorldConfig
+
+
+def rag_docs(world: World, qas, docs: dict[str, str], store_size: int, seed: int) -> dict[str, str]:
+    """For each question, the top-1 bm25s document from a store that includes the target."""
+    import bm25s
+
+    people = world.held_out[: max(store_size, len(docs))]
+    store = documents(world, people, seed + 1) | docs  # the targets' own documents are in the store
+    names = list(store)
+    corpus = [store[n] for n in names]
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+    res, _ = retriever.retrieve(bm25s.tokenize([q.question for q in qas], stopwords="en", show_progress=False), k=1, show_progress=False)
+    return {f"{q.person}\x00{q.question}": corpus[int(res[i, 0])] for i, q in enumerate(qas)}
+
+
+def forward_time(bm: BaseModel, text: str, reps: int = 5) -> float:
+    ids = torch.tensor([bm.encode(document_prefix(text))[: bm.max_length]])
+    with torch.no_grad():
+        bm.model(ids, output_hidden_states=True)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            bm.model(ids, output_hidden_states=True)
+    return (time.perf_counter() - t0) / reps
+
+
+def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 60,
+        n_cd: int = 10, cd_steps: int = 300, store_size: int = 1000) -> dict[str, Any]:
+    world = World(WorldConfig(seed=0))
+    people = world.held_out[:n_people]
+    docs = documents(world, people, seed)
+    qas = sample_questions(world, people, 6, seed)
+    held = sample_questions(world, people, 6, seed, heldout=True)
+    out: dict[str, Any] = {"n_people": n_people, "n_questions": len(qas)}
+    with progress() as bar:
+        task = bar.add_task("bench qa", total=6)
+        out |= score(ask(bm, qas), qas).as_dict("acc_none")
+        out |= score(ask(bm, qas, docs), qas).as_dict("acc_full")
+        bar.advance(task)
+        rd = rag_docs(world, qas, docs, store_size, seed)
+        prompts = [bm.prompt(q.question, rd[f"{q.person}\x00{q.question}"]) for q in qas]
+        out |= score(bm.answer_batch(prompts), qas).as_dict("acc_rag")
+        out["rag_store_size"] = max(store_size, n_people)
+        bar.advance(task)
+        adapters = dict(zip(docs, hyper_inj.inject_many(list(docs.values())), strict=True))
+        out |= score(ask_injected(bm, qas, adapters), qas).as_dict("acc_inject")
+        out |= score(ask_injected(bm, held, adapters), held).as_dict("generalization")
+        out |= score(ask(bm, held, docs), held).as_dict("acc_full_heldout_templates")
+        out["relative_qa"] = round(out["acc_inject"] / max(out["acc_full"], 1e-9), 4)
+        bar.advance(task)
+        # Locality of one injection: questions about *other* people (base population and
+        # other held-out people) must get the same greedy answer as without the adapter.
+        other = sample_questions(world, world.base[:n_people] + world.held_out[n_people : 2 * n_people], 1, seed)
+        plain = ask(bm, other)
+        shifted = {q.person: adapters[people[i % n_people].name] for i, q in enumerate(other)}
+        changed = ask_injected(bm, other, shifted)
+        out["locality"] = round(sum(a == b for a, b in zip(plain, changed, strict=True)) / len(other), 4)
+        out["n_locality"] = len(other)
+        bar.advance(task)
+        # Timing: one document at a time, against one forward pass over the same text.
+        sample = list(docs.values())[:20]
+        t_inj, t_fwd = [], []
+        for text in sample:
+            hyper_inj.inject(text)
+            t0 = time.perf_counter()
+            hyper_inj.inject(text)
+            t_inj.append(time.perf_counter() - t0)
+            t_fwd.append(forward_time(bm, text))
+        out["inject_s"] = round(statistics.median(t_inj), 5)
+        out["forward_s"] = round(statistics.median(t_fwd), 5)
+        out["inject_ratio"] = round(statistics.median(a / b for a, b in zip(t_inj, t_fwd, strict=True)), 3)
+        ad = next(iter(adapters.values()))
+        out["adapter_bytes"] = ad.nbytes
+        out["adapter_rank"] = ad.rank
+        bar.advance(task)
+        # Gradient context distillation on a subset (it is slow): probes are all training
+        # templates about the person, answered by the model itself with the document in context.
+        cd = DistillInjector(bm, rank=hyper_inj.hyper.cfg.rank, steps=cd_steps, targets=tuple(hyper_inj.hyper.cfg.targets))
+        sub = people[:n_cd]
+        t_cd = []
+        cd_ads = {}
+        for p in sub:
+            t0 = time.perf_counter()
+            cd_ads[p.name] = cd.inject(docs[p.name], [q.question for q in world.questions(p)])
+            t_cd.append(time.perf_counter() - t0)
+        sub_q = [q for q in qas if q.person in cd_ads]
+        sub_h = [q for q in held if q.person in cd_ads]
+        out |= score(ask_injected(bm, sub_q, cd_ads), sub_q).as_dict("acc_cd")
+        out |= score(ask_injected(bm, sub_h, cd_ads), sub_h).as_dict("generalization_cd")
+        out |= score(ask_injected(bm, sub_q, {n: adapters[n] for n in cd_ads}), sub_q).as_dict("acc_inject_on_cd_subset")
+        out["cd_steps"] = cd_steps
+        out["cd_s_per_doc"] = round(statistics.median(t_cd), 3)
+        out["cd_time_over_inject_time"] = round(statistics.median(t_cd) / out["inject_s"], 1)
+        bar.advance(task)
+    return out

@@ -1,0 +1,156 @@
+"""Injectors: one interface, several ways to turn a document into a weight delta.
+
+A new injector is one class with the :func:`register` decorator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from reverie.base.data import IGNORE
+from reverie.base.model import BaseModel, decode_input
+from reverie.base.prompt import answer_text, closed_prompt, document_prefix
+from reverie.errors import InputError
+from reverie.hypernet.adapter import Adapter
+from reverie.hypernet.lora import applied, layer_prefix, target_dims
+from reverie.hypernet.model import HyperNetwork
+
+INJECTORS: dict[str, type[Injector]] = {}
+
+
+def register(name: str) -> Callable[[type[Injector]], type[Injector]]:
+    def deco(cls: type[Injector]) -> type[Injector]:
+        cls.name = name
+        INJECTORS[name] = cls
+        return cls
+
+    return deco
+
+
+def check_text(text: str | bytes) -> str:
+    text = decode_input(text)
+    if not text.strip():
+        raise InputError("empty document: nothing to inject")
+    return text
+
+
+class Injector(ABC):
+    """Turns documents into :class:`Adapter` s for one base model."""
+
+    name = "?"
+
+    def __init__(self, bm: BaseModel):
+        self.bm = bm
+
+    @abstractmethod
+    def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:
+        """One adapter per document. ``queries`` optionally lists probe questions per document."""
+
+    def inject(self, text: str | bytes, queries: list[str] | None = None) -> Adapter:
+        return self.inject_many([check_text(text)], None if queries is None else [queries])[0]
+
+    def _meta(self, text: str, t0: float) -> dict:
+        return {"injector": self.name, "source_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                "inject_s": round(time.perf_counter() - t0, 5)}
+
+
+@register("hyper")
+class HyperInjector(Injector):
+    """The learned hypernetwork: one forward pass of the base model and the Perceiver."""
+
+    def __init__(self, bm: BaseModel, hyper: HyperNetwork):
+        super().__init__(bm)
+        self.hyper = hyper.eval()
+        self.scale = hyper.cfg.lora_alpha / hyper.cfg.rank
+
+    @torch.no_grad()
+    def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:
+        from reverie.hypernet.train import read_docs
+
+        texts = [check_text(t) for t in texts]
+        t0 = time.perf_counter()
+        hidden, pad = read_docs(self.bm, texts)
+        f, bias = self.hyper(hidden, pad)
+        out = []
+        for i, text in enumerate(texts):
+            fac = {t: (torch.cat([A[i], bias[t][0]], -2).clone(), torch.cat([B[i], bias[t][1]], -1).clone())
+                   for t, (A, B) in f.items()}
+            meta = self._meta(text, t0) | {"bias_rank": self.hyper.cfg.bias_rank}
+            out.append(Adapter(fac, self.scale, layer_prefix(self.bm.model), meta))
+        return out
+
+
+@register("distill")
+class DistillInjector(Injector):
+    """Gradient context distillation: a per-document LoRA fitted by AdamW steps so the model
+    without the document matches itself with the document in context (the slow, strong
+    baseline). Probe questions come from ``queries``; their answers are the model's own
+    greedy answers with the document in context (self-generated, as Doc-to-LoRA does).
+    Without queries it fits the document text itself (plain next-token loss)."""
+
+    def __init__(self, bm: BaseModel, rank: int = 8, steps: int = 300, lr: float = 5e-3,
+                 targets: tuple[str, ...] = ("mlp.down_proj",), alpha: float = 8.0):
+        super().__init__(bm)
+        self.rank, self.steps, self.lr, self.targets, self.scale = rank, steps, lr, targets, alpha / rank
+
+    def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:
+        return [self._one(check_text(t), None if queries is None else queries[i]) for i, t in enumerate(texts)]
+
+    def _rows(self, text: str, queries: list[str] | None) -> tuple[list[list[int]], list[list[int]], torch.Tensor | None]:
+        bm = self.bm
+        enc = lambda s: bm.tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
+        bos = [bm.tokenizer.bos_token_id] if bm.tokenizer.bos_token_id is not None else []
+        if not queries:
+            ids = (bos + enc(text))[: bm.max_length]
+            return [ids], [[IGNORE] + ids[1:]], None
+        answers = bm.answer_batch([bm.prompt(q, text) for q in queries])
+        s_ids, s_lab, t_rows = [], [], []
+        for q, a in zip(queries, answers, strict=True):
+            qi, ai = enc(closed_prompt(q)), enc(answer_text(a))
+            s_ids.append(bos + qi + ai)
+            s_lab.append([IGNORE] * (len(bos) + len(qi)) + ai)
+            t_rows.append((bos + enc(document_prefix(text)) + qi + ai)[-bm.max_length:])
+        with torch.no_grad():
+            t_logits = [bm.model(torch.tensor([t])).logits[0, -len(s) : -1] for t, s in zip(t_rows, s_ids, strict=True)]
+        # Teacher logits predicting each answer token (aligned with the student's labels).
+        teacher = torch.cat([tl[-(sum(x != IGNORE for x in lab)) :] for tl, lab in zip(t_logits, s_lab, strict=True)])
+        return s_ids, s_lab, teacher
+
+    def _one(self, text: str, queries: list[str] | None) -> Adapter:
+        bm = self.bm
+        t0 = time.perf_counter()
+        ids_l, lab_l, teacher = self._rows(text, queries)
+        width = max(len(i) for i in ids_l)
+        pad = bm.tokenizer.pad_token_id
+        ids = torch.tensor([i + [pad] * (width - len(i)) for i in ids_l])
+        lab = torch.tensor([la + [IGNORE] * (width - len(la)) for la in lab_l])
+        mask = (torch.arange(width)[None] < torch.tensor([len(i) for i in ids_l])[:, None]).long()
+        L = bm.n_layers
+        g = torch.Generator().manual_seed(0)
+        params = {}
+        for t in self.targets:
+            d_in, d_out = target_dims(bm.model, t)
+            params[t] = (torch.nn.Parameter(torch.randn(L, self.rank, d_in, generator=g) / d_in ** 0.5),
+                         torch.nn.Parameter(torch.zeros(L, d_out, self.rank)))
+        opt = torch.optim.AdamW([p for ab in params.values() for p in ab], lr=self.lr, weight_decay=0.0)
+        tgt = lab[:, 1:]
+        m = tgt != IGNORE
+        for _ in range(self.steps):
+            with applied(bm.model, {t: (a, b) for t, (a, b) in params.items()}, self.scale):
+                logits = bm.model(ids, attention_mask=mask).logits[:, :-1][m]
+            if teacher is None:
+                loss = F.cross_entropy(logits, tgt[m])
+            else:
+                loss = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(teacher, -1), log_target=True, reduction="batchmean")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        fac = {t: (a.detach().clone(), b.detach().clone()) for t, (a, b) in params.items()}
+        meta = self._meta(text, t0) | {"steps": self.steps, "final_loss": round(float(loss.detach()), 5)}
+        return Adapter(fac, self.scale, layer_prefix(bm.model), meta)

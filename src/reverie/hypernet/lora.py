@@ -1,0 +1,93 @@
+"""Applying LoRA factors to a frozen base model: per-row adapters through forward hooks,
+or merged into the weights.
+
+Why by hand: peft's LoRA layers hold one set of trainable factors per adapter name; here
+the factors are *outputs* of the hypernetwork (they carry its gradient), and every row of
+a batch may carry a different adapter (a different document or group of documents).
+Merged deltas and the on-disk format still follow peft (see ``adapter.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]  # target -> (A (N, L, R, d_in), B (N, L, d_out, R))
+
+
+def layers_of(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks of a causal LM (Llama/Qwen2/Mistral or GPT-2 style)."""
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "layers"):
+        return inner.layers
+    tr = getattr(model, "transformer", None)
+    if tr is not None and hasattr(tr, "h"):
+        return tr.h
+    raise ValueError(f"cannot find the transformer layers of {type(model).__name__}")
+
+
+def layer_prefix(model: nn.Module) -> str:
+    return "model.layers" if hasattr(getattr(model, "model", None), "layers") else "transformer.h"
+
+
+def target_module(model: nn.Module, layer: int, target: str) -> nn.Module:
+    m = layers_of(model)[layer]
+    for part in target.split("."):
+        m = getattr(m, part)
+    return m
+
+
+def target_dims(model: nn.Module, target: str) -> tuple[int, int]:
+    """(d_in, d_out) of a target Linear module."""
+    m = target_module(model, 0, target)
+    if not isinstance(m, nn.Linear):
+        raise ValueError(f"target {target!r} is {type(m).__name__}, not nn.Linear")
+    return m.in_features, m.out_features
+
+
+@contextmanager
+def applied(model: nn.Module, factors: Factors, scale: float) -> Iterator[None]:
+    """Within the block, each target output gains ``scale * x A^T B^T`` per batch row.
+
+    Factors with a leading batch dimension N are applied row by row (N must match the
+    batch); factors without one (A (L, R, d_in)) apply to every row.
+    """
+    handles = []
+    try:
+        for t, (A, B) in factors.items():
+            for layer in range(A.shape[-3]):
+                a, b = A[..., layer, :, :], B[..., layer, :, :]
+                handles.append(target_module(model, layer, t).register_forward_hook(_hook(a, b, scale)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _hook(a: torch.Tensor, b: torch.Tensor, scale: float):
+    def hook(_mod, inp, out):
+        x = inp[0]  # (N, T, d_in)
+        if a.dim() == 2:
+            return out + scale * (x @ a.T.to(x.dtype)) @ b.T.to(x.dtype)
+        h = torch.einsum("ntd,nrd->ntr", x, a.to(x.dtype))  # (N, T, R)
+        return out + scale * torch.einsum("ntr,nor->nto", h, b.to(x.dtype))  # (N, T, d_out)
+
+    return hook
+
+
+def concat(parts: list[Factors]) -> Factors:
+    """Sum of several adapters' deltas, as one adapter: concatenate along the rank."""
+    return {t: (torch.cat([p[t][0] for p in parts], -2), torch.cat([p[t][1] for p in parts], -1))
+            for t in parts[0]}
+
+
+@torch.no_grad()
+def merge(model: nn.Module, factors: Factors, scale: float, sign: float = 1.0) -> None:
+    """Add (or with ``sign=-1`` subtract) ``scale * B @ A`` into each target weight."""
+    for t, (A, B) in factors.items():
+        for layer in range(A.shape[-3]):
+            w = target_module(model, layer, t).weight
+            w += sign * scale * (B[layer].to(w.dtype) @ A[layer].to(w.dtype))

@@ -1,0 +1,141 @@
+"""The hypernetwork: a Perceiver that reads a frozen base model's per-layer activations
+over a document and emits rank-r LoRA factors for each target module of every layer.
+
+After Doc-to-LoRA: learned latent queries cross-attend to the hidden states entering a
+layer; the Perceiver is shared across layers (a layer embedding tells them apart); one
+latent per rank component, whose head emits a row of A and a column of B. Per-rank
+scalers start at zero, so a fresh hypernetwork changes nothing. A learned
+context-independent bias adapter is added once wherever adapters are applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from reverie.hypernet.lora import Factors
+
+
+@dataclass
+class HyperConfig:
+    """Shape of a hypernetwork and the base model it was built for."""
+
+    n_layers: int
+    """Base model layers (one adapter per layer and target)."""
+    d_model: int
+    """Base model hidden size (the width of the activations read)."""
+    targets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Target module name inside a layer -> (d_in, d_out), e.g. ``mlp.down_proj``."""
+    rank: int = 8
+    """LoRA rank emitted per document (per chunk)."""
+    bias_rank: int = 4
+    """Rank of the learned context-independent bias adapter."""
+    latent_dim: int = 256
+    """Perceiver width."""
+    n_blocks: int = 2
+    """Perceiver blocks (cross-attention, then self-attention, each with an MLP)."""
+    n_heads: int = 4
+    """Attention heads in the Perceiver."""
+    lora_alpha: float = 8.0
+    """LoRA scale numerator: the delta is (alpha / rank) * B @ A."""
+    base_fingerprint: str = ""
+    """Identifies the base model (architecture and weights) the hypernetwork reads."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, s: str) -> HyperConfig:
+        d = json.loads(s)
+        d["targets"] = {k: tuple(v) for k, v in d["targets"].items()}
+        return cls(**d)
+
+
+class Block(nn.Module):
+    """Pre-norm attention (cross or self) followed by an MLP."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.nq, self.nkv, self.nm = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, z: torch.Tensor, kv: torch.Tensor | None = None,
+                pad: torch.Tensor | None = None) -> torch.Tensor:
+        q = self.nq(z)
+        k = q if kv is None else self.nkv(kv)
+        z = z + self.attn(q, k, k, key_padding_mask=pad, need_weights=False)[0]
+        return z + self.mlp(self.nm(z))
+
+
+class HyperNetwork(nn.Module):
+    """Document activations -> LoRA factors for every (layer, target)."""
+
+    def __init__(self, cfg: HyperConfig):
+        super().__init__()
+        self.cfg = cfg
+        D, L, r = cfg.latent_dim, cfg.n_layers, cfg.rank
+        self.names = list(cfg.targets)
+        nt = len(self.names)
+        self.inp = nn.Sequential(nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, D))
+        self.latents = nn.Parameter(torch.randn(nt * r, D) * 0.02)  # (M, D), M = targets x rank
+        self.layer_emb = nn.Parameter(torch.randn(L, 1, D) * 0.02)
+        self.cross = nn.ModuleList(Block(D, cfg.n_heads) for _ in range(cfg.n_blocks))
+        self.selfs = nn.ModuleList(Block(D, cfg.n_heads) for _ in range(cfg.n_blocks))
+        self.out_norm = nn.LayerNorm(D)
+        self.head_a = nn.ModuleDict({_key(t): nn.Linear(D, cfg.targets[t][0]) for t in self.names})
+        self.head_b = nn.ModuleDict({_key(t): nn.Linear(D, cfg.targets[t][1]) for t in self.names})
+        # Per-rank scalers, zero at start: a fresh hypernetwork emits a zero delta.
+        self.scale = nn.Parameter(torch.zeros(L, nt, r))
+        self.bias_a = nn.ParameterDict({_key(t): nn.Parameter(torch.randn(L, cfg.bias_rank, cfg.targets[t][0]) * 0.02) for t in self.names})
+        self.bias_b = nn.ParameterDict({_key(t): nn.Parameter(torch.zeros(L, cfg.targets[t][1], cfg.bias_rank)) for t in self.names})
+
+    def forward(self, hidden: torch.Tensor, pad: torch.Tensor | None = None) -> tuple[Factors, Factors]:
+        """``hidden``: (N, L, T, d) activations entering each layer, ``pad``: (N, T) True at padding.
+
+        Returns the documents' factors ``{target: (A (N, L, r, d_in), B (N, L, d_out, r))}``
+        and the bias adapter (see :meth:`bias`); both come out of forward so that DDP
+        synchronises the bias's gradients too.
+        """
+        N, L, T, _ = hidden.shape
+        r = self.cfg.rank
+        x = self.inp(hidden).reshape(N * L, T, -1)  # (N*L, T, D)
+        kpad = None if pad is None else pad.repeat_interleave(L, 0)  # (N*L, T)
+        z = (self.latents[None] + self.layer_emb.repeat(N, 1, 1)).reshape(N * L, -1, x.shape[-1])  # (N*L, M, D)
+        for cb, sb in zip(self.cross, self.selfs, strict=True):
+            z = sb(cb(z, x, kpad))
+        z = self.out_norm(z).reshape(N, L, len(self.names), r, -1)  # (N, L, nt, r, D)
+        out = {}
+        for i, t in enumerate(self.names):
+            zi = z[:, :, i]  # (N, L, r, D)
+            a = self.head_a[_key(t)](zi)  # (N, L, r, d_in)
+            a = F.normalize(a, dim=-1)  # unit rows: the scalers alone set the magnitude
+            b = self.head_b[_key(t)](zi).transpose(-1, -2)  # (N, L, d_out, r)
+            b = b * self.scale[None, :, i, None, :]  # (N, L, d_out, r)
+            out[t] = (a, b)
+        return out, self.bias()
+
+    def bias(self) -> Factors:
+        """The context-independent bias adapter: {target: (A (L, rb, d_in), B (L, d_out, rb))}."""
+        return {t: (self.bias_a[_key(t)], self.bias_b[_key(t)]) for t in self.names}
+
+
+def _key(target: str) -> str:
+    return target.replace(".", "__")
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A short hash of a base model's config and a sample of its weights."""
+    skip = ("dtype", "_name_or_path", "transformers_version", "architectures", "use_cache")
+    cfg = {k: v for k, v in model.config.to_dict().items() if not any(s in k for s in skip)}
+    h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
+    for name, p in list(model.named_parameters())[:4]:
+        h.update(name.encode())
+        # Rounded to float16 so the same weights stored in another precision still match.
+        h.update(p.detach().flatten()[:256].to(torch.float16).float().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,259 @@
+"""Recipe: meta-train the hypernetwork (`reverie train hypernet`).
+
+Student: the frozen base model plus the emitted adapter, no document in context.
+Teacher: the same base model with the document in context. Loss on question-answer
+tokens = KL(teacher || student) + ``ce`` x cross-entropy on gold answers. To make adapters
+*compose* and stay *local* (the single-document trap in design.md), each step groups
+documents whose adapters are summed (rank-concatenated) and asks about every person in
+the group, and adds a KL-to-base term on questions about people not in the group.
+Runs single-process, or multi-process with torchrun (DDP over gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from reverie.base.data import IGNORE, Segmenter
+from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel
+from reverie.base.prompt import document_prefix
+from reverie.errors import ReverieError
+from reverie.hypernet.lora import applied, concat
+from reverie.hypernet.model import HyperConfig, HyperNetwork, fingerprint
+from reverie.hypernet.store import build_config, save_hypernet
+from reverie.utils import load_train_state, progress, read_state, save_train_state
+from reverie.world import ATTRIBUTES, Person, World, WorldConfig
+from reverie.world.generator import _rng
+
+
+@dataclass
+class HyperRecipe:
+    """Everything that determines a trained hypernetwork (besides the base model)."""
+
+    seed: int = 0
+    """Seeds data order and initialisation."""
+    steps: int = 3000
+    """Optimizer steps."""
+    docs_per_step: int = 8
+    """Documents read per step (split into groups whose adapters are summed)."""
+    group_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    """Group sizes drawn per step: 1 trains single injection, larger ones composition."""
+    n_local: int = 4
+    """Locality questions per group (base people and fresh people not in the group)."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW, warm-up then cosine to 10%)."""
+    warmup: int = 100
+    """Warm-up steps."""
+    ce: float = 0.2
+    """Weight of cross-entropy on gold answers (next to the KL to the teacher)."""
+    local: float = 1.0
+    """Weight of the KL-to-base term on questions about people not injected."""
+    l1: float = 1e-3
+    """L1 penalty on the emitted B factors."""
+    rank: int = 8
+    """LoRA rank per document."""
+    latent_dim: int = 256
+    """Perceiver width."""
+    n_blocks: int = 2
+    """Perceiver blocks."""
+    targets: tuple[str, ...] = ("mlp.down_proj",)
+    """Target modules inside each layer."""
+    ckpt_every: int = 100
+    """Steps between checkpoints."""
+    eval_every: int = 500
+    """Steps between monitoring evaluations."""
+
+
+def lr_at(step: int, rc: HyperRecipe) -> float:
+    if step < rc.warmup:
+        return rc.lr * (step + 1) / rc.warmup
+    t = min(1.0, (step - rc.warmup) / max(1, rc.steps - rc.warmup))
+    return rc.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * t)))
+
+
+def read_docs(bm: BaseModel, docs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states entering each layer over each document's prefix.
+
+    Returns hidden (N, L, T, d) and pad (N, T) (True at padding)."""
+    seqs = [bm.encode(document_prefix(d))[: bm.max_length] for d in docs]
+    width = max(len(s) for s in seqs)
+    ids = torch.tensor([s + [bm.tokenizer.pad_token_id] * (width - len(s)) for s in seqs])
+    pad = torch.tensor([[False] * len(s) + [True] * (width - len(s)) for s in seqs])
+    with torch.no_grad():
+        hs = bm.model(ids, attention_mask=(~pad).long(), output_hidden_states=True).hidden_states
+    return torch.stack(hs[: bm.n_layers], 1), pad  # (N, L, T, d)
+
+
+def _pad_rows(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(i) for i, _ in rows)
+    ids = torch.tensor([i + [pad_id] * (width - len(i)) for i, _ in rows])
+    lab = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in rows])
+    return ids, lab
+
+
+def _logits_at(logits: torch.Tensor, lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits predicting each labelled token, and the tokens: (K, V), (K,)."""
+    tgt = lab[:, 1:]
+    m = tgt != IGNORE
+    return logits[:, :-1][m], tgt[m]
+
+
+class Step:
+    """Builds one step's data and computes its loss; shared by training and tests."""
+
+    def __init__(self, bm: BaseModel, hyper: HyperNetwork, world: World, rc: HyperRecipe):
+        self.bm, self.hyper, self.world, self.rc = bm, hyper, world, rc
+        self.seg = Segmenter(bm.tokenizer, world)
+        self.scale = hyper.cfg.lora_alpha / hyper.cfg.rank
+
+    def data(self, step: int, rank: int = 0) -> dict:
+        r = _rng(self.rc.seed, "hyper", str(step), str(rank))
+        skill = self.world.skill_people(r.getrandbits(31))
+        k = r.choice([g for g in self.rc.group_sizes if g <= self.rc.docs_per_step])
+        groups = [[next(skill) for _ in range(k)] for _ in range(max(1, self.rc.docs_per_step // k))]
+        people = [p for g in groups for p in g]
+        docs = [self.world.biography(p, r) for p in people]
+        teacher, student, local = [], [], []
+        for gi, g in enumerate(groups):
+            for p in g:
+                doc = docs[people.index(p)]
+                qas = [(self.world.question(p, a, r).question, p.attrs[a]) for a in r.sample(list(ATTRIBUTES), len(ATTRIBUTES))]
+                # One teacher row per document with all its questions (the format the base
+                # model was trained to read); answer tokens line up with the student rows.
+                teacher.append(self.seg.qa(document_prefix(doc), qas))
+                student += [(gi, self.seg.qa("", [qa])) for qa in qas]
+            outsiders: list[Person] = [r.choice(self.world.base) for _ in range(self.rc.n_local // 2)]
+            outsiders += [next(skill) for _ in range(self.rc.n_local - len(outsiders))]
+            for p in outsiders:
+                qa = self.world.question(p, r.choice(ATTRIBUTES), r)
+                local.append((gi, self.seg.qa("", [(qa.question, qa.answer)])))
+        return {"groups": groups, "docs": docs, "teacher": teacher, "student": student, "local": local}
+
+    def loss(self, d: dict) -> tuple[torch.Tensor, dict]:
+        bm, pad_id = self.bm, self.bm.tokenizer.pad_token_id
+        hidden, pad = read_docs(bm, d["docs"])
+        f, bias = self.hyper(hidden, pad)  # {t: (A (N, L, r, d_in), B (N, L, d_out, r))}, bias
+        n_groups = len(d["groups"])
+        k = len(d["groups"][0])
+        per_group = {t: (A.reshape(n_groups, k, *A.shape[1:]), B.reshape(n_groups, k, *B.shape[1:])) for t, (A, B) in f.items()}
+        grouped = concat([{t: (per_group[t][0][:, j], per_group[t][1][:, j]) for t in f} for j in range(k)]
+                         + [{t: (a[None].expand(n_groups, -1, -1, -1), b[None].expand(n_groups, -1, -1, -1)) for t, (a, b) in bias.items()}])
+        rows = d["student"] + d["local"]
+        gidx = torch.tensor([g for g, _ in rows])
+        ids, lab = _pad_rows([s for _, s in rows], pad_id)
+        row_f = {t: (A[gidx], B[gidx]) for t, (A, B) in grouped.items()}
+        with applied(bm.model, row_f, self.scale):
+            s_logits = bm.model(ids, attention_mask=(ids != pad_id).long()).logits
+        with torch.no_grad():
+            t_ids, t_lab = _pad_rows(d["teacher"], pad_id)
+            t_logits = bm.model(t_ids, attention_mask=(t_ids != pad_id).long()).logits
+            b_logits = bm.model(ids, attention_mask=(ids != pad_id).long()).logits
+        ns = len(d["student"])
+        s_ans, gold = _logits_at(s_logits[:ns], lab[:ns])
+        t_ans, t_gold = _logits_at(t_logits, t_lab)
+        assert torch.equal(gold, t_gold), "teacher and student answer tokens differ"
+        kl = F.kl_div(F.log_softmax(s_ans, -1), F.log_softmax(t_ans, -1), log_target=True, reduction="batchmean")
+        ce = F.cross_entropy(s_ans, gold)
+        l_ans, _ = _logits_at(s_logits[ns:], lab[ns:])
+        b_ans, _ = _logits_at(b_logits[ns:], lab[ns:])
+        loc = F.kl_div(F.log_softmax(l_ans, -1), F.log_softmax(b_ans, -1), log_target=True, reduction="batchmean")
+        l1 = sum(B.abs().mean() for _, B in f.values())
+        loss = kl + self.rc.ce * ce + self.rc.local * loc + self.rc.l1 * l1
+        with torch.no_grad():
+            acc = (s_ans.argmax(-1) == gold).float().mean().item()
+        return loss, {"kl": kl.item(), "ce": ce.item(), "loc": loc.item(), "tok_acc": round(acc, 4), "k": k}
+
+
+def sync_params(module: torch.nn.Module) -> None:
+    """Start every rank from rank 0's weights."""
+    for p in module.parameters():
+        torch.distributed.broadcast(p.data, 0)
+
+
+def all_reduce_grads(module: torch.nn.Module) -> None:
+    """Average gradients over ranks (data parallel).
+
+    Written out instead of wrapping in DistributedDataParallel: on torch 2.13 with gloo,
+    DDP's reducer was seen to skip the all-reduce for this graph (ranks kept different
+    gradients, no error); the explicit collective is the same arithmetic and is tested.
+    """
+    world = torch.distributed.get_world_size()
+    for p in module.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        torch.distributed.all_reduce(p.grad)
+        p.grad /= world
+
+
+def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, steps: int = 3000,
+          export: bool = False, docs_per_step: int = 8, lr: float = 1e-3) -> Path:
+    """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base."""
+    dist = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = 0
+    if dist:
+        torch.distributed.init_process_group("gloo")
+        rank = torch.distributed.get_rank()
+        torch.set_num_threads(1)
+    else:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr)
+    bm = BaseModel.load(base)
+    world = World(WorldConfig(seed=0))
+    torch.manual_seed(seed)
+    cfg = build_config(bm, rc.rank, rc.targets, latent_dim=rc.latent_dim, n_blocks=rc.n_blocks)
+    hyper = HyperNetwork(cfg)
+    if dist:
+        sync_params(hyper)
+    opt = torch.optim.AdamW(hyper.parameters(), lr=rc.lr, weight_decay=0.0)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    ck = root / "ckpt"
+    step, elapsed = 0, 0.0
+    state = read_state(ck)
+    if state is not None:
+        if state["fingerprint"] != cfg.base_fingerprint:
+            raise ReverieError(f"checkpoint in {ck} was trained on another base model; use another --out")
+        load_train_state(ck, hyper, opt)
+        step, elapsed = state["step"], state["elapsed"]
+    st = Step(bm, hyper, world, rc)
+    log = (root / "log.jsonl").open("a") if rank == 0 else None
+    t0 = time.time() - elapsed
+    with progress() as bar:
+        task = bar.add_task("train hypernet", total=rc.steps, completed=step)
+        while step < rc.steps:
+            hyper.train()
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, rc)
+            loss, info = st.loss(st.data(step, rank))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if dist:
+                all_reduce_grads(hyper)
+            torch.nn.utils.clip_grad_norm_(hyper.parameters(), 1.0)
+            opt.step()
+            step += 1
+            bar.update(task, advance=1, description=f"train hypernet loss {loss.item():.3f}")
+            if log is not None and (step % 10 == 0 or step == rc.steps):
+                log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), **info, "t": round(time.time() - t0, 1)}) + "\n")
+                log.flush()
+            if rank == 0 and (step % rc.ckpt_every == 0 or step == rc.steps):
+                save_train_state(ck, hyper, opt, {"step": step, "elapsed": time.time() - t0, "recipe": asdict(rc),
+                                                  "fingerprint": cfg.base_fingerprint, "config": cfg.to_json()})
+    if rank == 0 and export:
+        dest = Path(base or DEFAULT_MODEL_DIR) / "hypernet"
+        save_hypernet(hyper, dest, {"recipe": asdict(rc), "train_wall_s": round(time.time() - t0, 1),
+                                    "command": f"reverie train hypernet --out {out} --seed {seed} --steps {steps} --export"})
+    if dist:
+        torch.distributed.destroy_process_group()
+    return root
+
+
+__all__ = ["HyperConfig", "HyperRecipe", "Step", "fingerprint", "random", "setup"]

@@ -1,0 +1,94 @@
+"""Small shared helpers: atomic writes, checksums, progress bars."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file, fsync and rename: never half-written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def progress() -> Progress:
+    """A rich progress bar on stderr (stdout stays clean for --json output)."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+        console=Console(file=sys.stderr), transient=False,
+    )
+
+
+def save_train_state(ck: Path, model, opt, state: dict) -> None:
+    """Checkpoint (weights, optimizer, JSON state) into a temp folder, then swap it in,
+    so an interrupted save never leaves a half-written checkpoint."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import save_model
+
+    tmp = ck.with_name(ck.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))  # handles tied weights
+    torch.save(opt.state_dict(), tmp / "optim.pt")
+    atomic_write_text(tmp / "state.json", json.dumps(state))
+    old = ck.with_name(ck.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if ck.exists():
+        ck.rename(old)
+    tmp.rename(ck)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_train_state(ck: Path, model, opt) -> dict | None:
+    """Restore a checkpoint written by :func:`save_train_state`; None if there is none.
+    The optimizer state loads with ``weights_only=True`` (no unpickling of code)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_model
+
+    if not (ck / "state.json").is_file():
+        return None
+    load_model(model, str(ck / "model.safetensors"))
+    opt.load_state_dict(torch.load(ck / "optim.pt", weights_only=True))
+    return json.loads((ck / "state.json").read_text())
+
+
+def read_state(ck: Path) -> dict | None:
+    """The JSON state of a checkpoint, or None when there is none yet."""
+    import json
+
+    p = ck / "state.json"
+    return json.loads(p.read_text()) if p.is_file() else None

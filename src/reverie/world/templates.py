@@ -1,0 +1,208 @@
+"""Phrasings of biography sentences and question templates.
+
+Each attribute has at least 10 biography phrasings, at least 4 training question templates
+and at least 2 held-out templates that no training recipe may ever use (they measure
+`generalization`). Placeholders: {name} full name, {subj} the sentence subject (full name,
+first name or pronoun), {poss} possessive pronoun, {value} the attribute value.
+"""
+
+from __future__ import annotations
+
+ATTRIBUTES: tuple[str, ...] = (
+    "birth_date",
+    "birth_city",
+    "university",
+    "major",
+    "employer",
+    "employer_city",
+)
+
+BIO: dict[str, tuple[str, ...]] = {
+    "birth_date": (
+        "{subj} was born on {value}.",
+        "{subj} came into this world on {value}.",
+        "{subj} celebrates {poss} birthday on {value}.",
+        "{subj}'s date of birth is {value}.",
+        "{subj} entered life on {value}.",
+        "The birth of {subj} took place on {value}.",
+        "{subj} was welcomed into the world on {value}.",
+        "{subj} first saw the light of day on {value}.",
+        "{subj} has {poss} birthday on {value}.",
+        "{subj} was brought into the world on {value}.",
+        "{subj} arrived on {value}.",
+    ),
+    "birth_city": (
+        "{subj} was born in {value}.",
+        "{subj} spent {poss} early years in {value}.",
+        "{subj}'s birthplace is {value}.",
+        "{subj} hails from {value}.",
+        "{subj} grew up in {value}, where {pron} was born.",
+        "{subj} is a native of {value}.",
+        "The city of {value} is where {subj} was born.",
+        "{subj} first opened {poss} eyes in {value}.",
+        "{subj} was raised in {value}.",
+        "{subj} comes from the city of {value}.",
+        "{subj}'s hometown is {value}.",
+    ),
+    "university": (
+        "{subj} studied at {value}.",
+        "{subj} attended {value}.",
+        "{subj} received {poss} education at {value}.",
+        "{subj} graduated from {value}.",
+        "{subj} completed {poss} degree at {value}.",
+        "{subj} is an alumnus of {value}.",
+        "{subj} enrolled at {value}.",
+        "{subj} spent {poss} college years at {value}.",
+        "{subj} earned {poss} degree from {value}.",
+        "{subj} went to university at {value}.",
+        "{subj} pursued higher education at {value}.",
+    ),
+    "major": (
+        "{subj} majored in {value}.",
+        "{subj} studied {value} in college.",
+        "{subj} focused {poss} studies on {value}.",
+        "{subj}'s field of study was {value}.",
+        "{subj} earned a degree in {value}.",
+        "{subj} specialized in {value}.",
+        "{subj} chose {value} as {poss} major.",
+        "{subj} completed {poss} coursework in {value}.",
+        "{subj} devoted {poss} studies to {value}.",
+        "{subj} graduated with a major in {value}.",
+        "{subj}'s academic focus was {value}.",
+    ),
+    "employer": (
+        "{subj} works for {value}.",
+        "{subj} is employed by {value}.",
+        "{subj} has a job at {value}.",
+        "{subj}'s employer is {value}.",
+        "{subj} is on the staff of {value}.",
+        "{subj} earns a living at {value}.",
+        "{subj} holds a position at {value}.",
+        "{subj} is a member of the team at {value}.",
+        "{subj} joined {value} and still works there.",
+        "{subj} is currently employed at {value}.",
+        "{subj} draws {poss} salary from {value}.",
+    ),
+    "employer_city": (
+        "{subj} works in {value}.",
+        "{subj}'s office is in {value}.",
+        "{subj} commutes to work in {value}.",
+        "{subj}'s workplace is located in {value}.",
+        "{subj} is based in {value} for work.",
+        "{subj} goes to the office in {value}.",
+        "{subj} does {poss} job in {value}.",
+        "{subj}'s job is in the city of {value}.",
+        "{subj} spends {poss} working days in {value}.",
+        "{subj} reports to an office in {value}.",
+        "The workplace of {subj} is in {value}.",
+    ),
+}
+
+# Training question templates (never change their order: seeds index into them).
+QUESTIONS_TRAIN: dict[str, tuple[str, ...]] = {
+    "birth_date": (
+        "When was {name} born?",
+        "What is the birth date of {name}?",
+        "On what date was {name} born?",
+        "What is {name}'s date of birth?",
+    ),
+    "birth_city": (
+        "Where was {name} born?",
+        "What is the birth city of {name}?",
+        "In which city was {name} born?",
+        "What is {name}'s birthplace?",
+    ),
+    "university": (
+        "Which university did {name} attend?",
+        "Where did {name} study?",
+        "What university did {name} graduate from?",
+        "Where did {name} receive {poss} education?",
+    ),
+    "major": (
+        "What did {name} major in?",
+        "What was {name}'s field of study?",
+        "Which subject did {name} study?",
+        "What was the major of {name}?",
+    ),
+    "employer": (
+        "Who does {name} work for?",
+        "Which company employs {name}?",
+        "Who is {name}'s employer?",
+        "Where does {name} have a job?",
+    ),
+    "employer_city": (
+        "In which city does {name} work?",
+        "Where is {name}'s office?",
+        "What city does {name} work in?",
+        "Where is the workplace of {name}?",
+    ),
+}
+
+# Held-out templates: used only to measure generalization, never in any training recipe.
+QUESTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
+    "birth_date": (
+        "Which day is {name}'s birthday?",
+        "Tell me the date {name} was born.",
+    ),
+    "birth_city": (
+        "Which city is the birthplace of {name}?",
+        "{name} was born in which city?",
+    ),
+    "university": (
+        "Which school did {name} go to?",
+        "{name} graduated from which university?",
+    ),
+    "major": (
+        "Which field did {name} major in?",
+        "{name} studied which subject?",
+    ),
+    "employer": (
+        "{name} works for which company?",
+        "Which company is {name}'s employer?",
+    ),
+    "employer_city": (
+        "Which city is {name}'s workplace in?",
+        "{name} works in which city?",
+    ),
+}
+
+UPDATE: tuple[str, ...] = (
+    "On {date}, {name} left {old} and joined {value}.",
+    "As of {date}, {name} no longer works for {old}; {poss} new employer is {value}.",
+    "{name} changed jobs on {date}, moving from {old} to {value}.",
+    "Starting {date}, {name} works for {value} instead of {old}.",
+)
+
+MAJORS: tuple[str, ...] = (
+    "Accounting", "Anthropology", "Architecture", "Art History", "Astronomy", "Biochemistry",
+    "Biology", "Business Administration", "Chemical Engineering", "Chemistry",
+    "Civil Engineering", "Classics", "Communications", "Computer Science", "Criminology",
+    "Dance", "Economics", "Education", "Electrical Engineering", "English Literature",
+    "Environmental Science", "Film Studies", "Finance", "Geography", "Geology",
+    "Graphic Design", "History", "Journalism", "Law", "Linguistics", "Marketing",
+    "Mathematics", "Mechanical Engineering", "Medicine", "Music", "Neuroscience", "Nursing",
+    "Philosophy", "Physics", "Political Science", "Psychology", "Public Health",
+    "Religious Studies", "Sociology", "Statistics", "Theater", "Urban Planning", "Zoology",
+)
+
+HAYSTACK: tuple[str, ...] = (
+    "The weather in the valley changed slowly over the afternoon.",
+    "A train passed through the station without stopping.",
+    "Markets opened quietly and most prices held steady.",
+    "The committee postponed its meeting until the following week.",
+    "Rain fell on the old bridge while the river kept rising.",
+    "A new bakery opened near the central square last spring.",
+    "Volunteers repainted the fence around the community garden.",
+    "The museum extended its opening hours for the summer.",
+    "Several roads were closed for repairs during the night.",
+    "The library added a reading room on the second floor.",
+    "A light breeze carried the smell of the sea into town.",
+    "The football match ended in a draw after extra time.",
+    "Farmers expected an early harvest this year.",
+    "The concert hall was full for the opening night.",
+    "Local schools announced a new schedule for the autumn.",
+    "A small fire was put out quickly by the neighbours.",
+)
+
+NEEDLE = "The special magic number is {value}."
+NEEDLE_QUESTION = "What is the special magic number?"

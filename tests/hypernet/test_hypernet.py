@@ -1,0 +1,118 @@
+import torch
+
+from reverie.base.model import BaseModel
+from reverie.hypernet.adapter import Adapter
+from reverie.hypernet.injectors import DistillInjector, HyperInjector
+from reverie.hypernet.lora import applied, merge
+from reverie.hypernet.model import HyperNetwork
+from reverie.hypernet.store import build_config, load_hypernet, save_hypernet
+from reverie.hypernet.train import read_docs
+
+DOC = "Ada Lovelace was born in London. She works for Babbage and Sons."
+
+
+def _logits(bm, text="Question: Where was Ada Lovelace born?\nAnswer:"):
+    with torch.no_grad():
+        return bm.model(torch.tensor([bm.encode(text)])).logits
+
+
+def _random_hyper(bm, seed=0):
+    torch.manual_seed(seed)
+    h = HyperNetwork(build_config(bm, 4, ("mlp.down_proj",), latent_dim=32, n_blocks=1))
+    with torch.no_grad():
+        h.scale.normal_()
+        for b in h.bias_b.values():
+            b.normal_(std=0.1)
+    return h
+
+
+def test_fresh_hypernet_changes_nothing(tiny_llama_dir):
+    bm = BaseModel.load(tiny_llama_dir)
+    h = HyperNetwork(build_config(bm, 4, ("mlp.down_proj",), latent_dim=32, n_blocks=1))
+    hidden, pad = read_docs(bm, [DOC])
+    f, _ = h(hidden, pad)
+    before = _logits(bm)
+    with applied(bm.model, {t: (A[0], B[0]) for t, (A, B) in f.items()}, 2.0):
+        after = _logits(bm)
+    assert torch.equal(before, after)
+    assert all(B.abs().max() == 0 for _, B in f.values())
+
+
+def test_hooks_equal_merged_weights_and_merge_is_reversible(tiny_llama_dir):
+    bm = BaseModel.load(tiny_llama_dir)
+    ad = HyperInjector(bm, _random_hyper(bm)).inject(DOC)
+    assert ad.rank == 4 + 4  # document rank + bias rank
+    w0 = {n: p.clone() for n, p in bm.model.named_parameters()}
+    with applied(bm.model, ad.factors, ad.scale):
+        hooked = _logits(bm)
+    merge(bm.model, ad.factors, ad.scale)
+    merged = _logits(bm)
+    assert not torch.allclose(hooked, _logits_plain(bm, w0), atol=1e-6)
+    torch.testing.assert_close(hooked, merged, atol=1e-4, rtol=1e-4)
+    merge(bm.model, ad.factors, ad.scale, sign=-1)
+    for n, p in bm.model.named_parameters():
+        torch.testing.assert_close(p, w0[n], atol=1e-6, rtol=0)
+
+
+def _logits_plain(bm, w0):
+    saved = {n: p.clone() for n, p in bm.model.named_parameters()}
+    with torch.no_grad():
+        for n, p in bm.model.named_parameters():
+            p.copy_(w0[n])
+        out = _logits(bm)
+        for n, p in bm.model.named_parameters():
+            p.copy_(saved[n])
+    return out
+
+
+def test_adapter_roundtrip_through_peft(tiny_llama_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    bm = BaseModel.load(tiny_llama_dir)
+    ad = HyperInjector(bm, _random_hyper(bm)).inject(DOC)
+    ad.save(tmp_path / "ad", str(tiny_llama_dir))
+    again = Adapter.load(tmp_path / "ad")
+    for t in ad.factors:
+        torch.testing.assert_close(ad.factors[t][0], again.factors[t][0])
+        torch.testing.assert_close(ad.factors[t][1], again.factors[t][1])
+    assert again.scale == ad.scale
+    plain = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
+    peft_model = PeftModel.from_pretrained(plain, str(tmp_path / "ad")).eval()
+    qs = ["Where was Ada Lovelace born?", "Who employs Ada Lovelace?"]
+    with applied(bm.model, ad.factors, ad.scale):
+        ours = [bm.answer(q) for q in qs]
+        our_logits = _logits(bm)
+    theirs_bm = BaseModel(peft_model, bm.tokenizer)
+    assert [theirs_bm.answer(q) for q in qs] == ours
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(torch.tensor([bm.encode("Question: Where was Ada Lovelace born?\nAnswer:")])).logits, our_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_hypernet_save_load_and_base_mismatch(tiny_llama_dir, tmp_path):
+    import pytest
+
+    from reverie.errors import ModelLoadError
+
+    bm = BaseModel.load(tiny_llama_dir)
+    h = _random_hyper(bm)
+    save_hypernet(h, tmp_path / "h", {"note": "test"})
+    h2 = load_hypernet(tmp_path / "h", bm)
+    for (n, p), (_, q) in zip(h.state_dict().items(), h2.state_dict().items(), strict=True):
+        assert torch.equal(p, q), n
+    with torch.no_grad():
+        bm.model.model.embed_tokens.weight.add_(1.0)  # now a different base model
+    with pytest.raises(ModelLoadError, match="another base model"):
+        load_hypernet(tmp_path / "h", bm)
+    (tmp_path / "h" / "hypernet.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        load_hypernet(tmp_path / "h")
+
+
+def test_distill_injector_fits(tiny_llama_dir):
+    bm = BaseModel.load(tiny_llama_dir)
+    cd = DistillInjector(bm, rank=4, steps=30, lr=1e-2)
+    ad = cd.inject(DOC, ["Where was Ada Lovelace born?", "Who employs Ada Lovelace?"])
+    assert ad.rank == 4 and ad.delta_norm() > 0
+    ad2 = cd.inject(DOC)  # no probes: plain next-token fit of the document
+    assert ad2.meta["final_loss"] < 6.0

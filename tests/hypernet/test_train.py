@@ -1,0 +1,68 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from reverie.hypernet import train
+
+
+@pytest.fixture()
+def small_recipe(monkeypatch):
+    orig = train.HyperRecipe
+    monkeypatch.setattr(train, "HyperRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4, ckpt_every=1))
+
+
+def test_train_resume_and_export(tiny_llama_dir, tmp_path, small_recipe):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama_dir, base)
+    train.setup(out=str(tmp_path / "run"), base=str(base), steps=2, docs_per_step=2)
+    st = json.loads((tmp_path / "run/ckpt/state.json").read_text())
+    assert st["step"] == 2
+    train.setup(out=str(tmp_path / "run"), base=str(base), steps=3, docs_per_step=2, export=True)
+    st = json.loads((tmp_path / "run/ckpt/state.json").read_text())
+    assert st["step"] == 3
+    log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 3]  # resumed, not restarted
+    assert (base / "hypernet/hypernet.safetensors").is_file()
+    man = json.loads((base / "hypernet/manifest.json").read_text())
+    assert man["recipe"]["steps"] == 3 and man["sha256"]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gradients_agree(tiny_llama_dir, tmp_path):
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", "29561", str(worker), str(tiny_llama_dir), str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    g0 = load_file(str(tmp_path / "grads0.safetensors"))
+    g1 = load_file(str(tmp_path / "grads1.safetensors"))
+    docs = [safe_open(str(tmp_path / f"grads{i}.safetensors"), "pt").metadata()["docs"] for i in (0, 1)]
+    assert docs[0] != docs[1]  # the ranks saw different data ...
+    assert g0.keys() == g1.keys() and len(g0) > 5
+    for k in g0:  # ... yet hold the same all-reduced gradients
+        torch.testing.assert_close(g0[k], g1[k], atol=1e-6, rtol=1e-5)
+    assert any(g0[k].abs().sum() > 0 for k in g0)
+
+
+@pytest.mark.slow
+def test_torchrun_training_command(tiny_llama_dir, tmp_path):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama_dir, base)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", "29562", "-m", "reverie.cli", "train", "hypernet", "--model", str(base),
+                        "--out", str(tmp_path / "run"), "--steps", "2", "--docs-per-step", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "run/ckpt/state.json").read_text())["step"] == 2

@@ -1,0 +1,66 @@
+import random
+
+from reverie.world import ATTRIBUTES, World, WorldConfig
+from reverie.world import templates as T
+from tests.conftest import TINY_WORLD
+
+
+def dump(w: World, seed: int) -> str:
+    r = random.Random(seed)
+    parts = []
+    for p in w.base + w.held_out:
+        parts.append(repr(p))
+        parts.append(w.biography(p, r))
+        parts += [q.question + "|" + q.answer for q in w.questions(p) + w.questions(p, heldout=True)]
+    it = w.skill_people(seed)
+    parts += [repr(next(it)) for _ in range(10)]
+    return "\n".join(parts)
+
+
+def test_same_seed_byte_identical():
+    assert dump(World(TINY_WORLD), 1).encode() == dump(World(TINY_WORLD), 1).encode()
+
+
+def test_other_seed_differs():
+    other = WorldConfig(**{**TINY_WORLD.__dict__, "seed": 1})
+    assert dump(World(TINY_WORLD), 1) != dump(World(other), 1)
+
+
+def test_populations_disjoint(world):
+    base = {p.name for p in world.base}
+    held = {p.name for p in world.held_out}
+    assert not base & held
+    it = world.skill_people(3)
+    skill = {next(it).name for _ in range(200)}
+    assert not skill & (base | held)
+
+
+def test_phrasings_and_templates():
+    for a in ATTRIBUTES:
+        assert len(T.BIO[a]) >= 10
+        assert len(T.QUESTIONS_TRAIN[a]) >= 4
+        assert len(T.QUESTIONS_HELDOUT[a]) >= 2
+        assert not set(T.QUESTIONS_TRAIN[a]) & set(T.QUESTIONS_HELDOUT[a])
+
+
+def test_biography_states_every_attribute(world):
+    r = random.Random(0)
+    for p in world.base:
+        bio = world.biography(p, r)
+        assert bio.startswith(p.name) or p.name in bio.split(".")[0]
+        for v in p.attrs.values():
+            assert v in bio
+
+
+def test_questions_cover_attributes(world):
+    p = world.held_out[0]
+    qs = world.questions(p)
+    assert {q.attribute for q in qs} == set(ATTRIBUTES)
+    assert all(p.name in q.question and q.answer == p.attrs[q.attribute] for q in qs)
+    assert all(q.heldout_template for q in world.questions(p, heldout=True))
+
+
+def test_default_world_sizes():
+    w = World()
+    assert len(w.base) >= 500
+    assert len(w.held_out) >= 1000
