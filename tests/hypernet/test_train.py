@@ -15,7 +15,7 @@ from reverie.hypernet import train
 @pytest.fixture()
 def small_recipe(monkeypatch):
     orig = train.HyperRecipe
-    monkeypatch.setattr(train, "HyperRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4, ckpt_every=1))
+    monkeypatch.setattr(train, "HyperRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4, ckpt_every=1, monitor_people=4))
 
 
 def test_train_resume_and_export(tiny_llama_dir, tmp_path, small_recipe):
@@ -30,7 +30,8 @@ def test_train_resume_and_export(tiny_llama_dir, tmp_path, small_recipe):
     st = json.loads((tmp_path / "run/ckpt/state.json").read_text())
     assert st["step"] == 3
     log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [2, 3]  # resumed, not restarted
+    assert [r["step"] for r in log if "loss" in r] == [2, 3]  # resumed, not restarted
+    assert {"acc_single", "acc_sum8", "locality"} <= set(log[-1])
     assert (base / "hypernet/hypernet.safetensors").is_file()
     man = json.loads((base / "hypernet/manifest.json").read_text())
     assert man["recipe"]["steps"] == 3 and man["sha256"]

@@ -49,14 +49,19 @@ class Segmenter:
         ids = [self.bos] + self.enc(self.world.biography(p, r))
         return ids, [IGNORE] + ids[1:]
 
-    def context(self, p: Person, r: random.Random, partial: bool) -> Segment:
-        """A (possibly partial) biography in context, then 1-6 questions about it."""
+    def context(self, p: Person, r: random.Random, partial: bool, focus: tuple[str, ...] = ()) -> Segment:
+        """A (possibly partial) biography in context, then 1-6 questions about it; the
+        attributes in ``focus`` are always stated and asked."""
         attrs = list(ATTRIBUTES)
         if partial:
             attrs = r.sample(attrs, r.randint(1, len(attrs)))
+            attrs += [a for a in focus if a not in attrs]
             p = Person(p.name, p.gender, {a: p.attrs[a] for a in attrs})
         doc = self.world.biography(p, r)
         asked = r.sample(attrs, r.randint(1, len(attrs)))
+        if focus:  # (no extra draws without focus: stage 1 data stays as it was)
+            asked += [a for a in focus if a not in asked]
+            r.shuffle(asked)
         qas = [(self.world.question(p, a, r).question, p.attrs[a]) for a in asked]
         return self.qa(f"Context: {doc}\n", qas)
 
@@ -69,7 +74,8 @@ class Segmenter:
 
 
 def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
-          p_context: float, p_partial: float, p_bio: float) -> tuple[torch.Tensor, torch.Tensor]:
+          p_context: float, p_partial: float, p_bio: float,
+          focus: tuple[str, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch for ``step``: depends only on (seed, step), so a resumed run is exact."""
     r = _rng(seed, "batch", str(step))
     skill = seg.world.skill_people(r.getrandbits(31))
@@ -82,7 +88,7 @@ def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
     while len(out_i) < rows:
         u = r.random()
         if u < p_context:
-            ids, lab = seg.context(next(skill), r, r.random() < p_partial)
+            ids, lab = seg.context(next(skill), r, r.random() < p_partial, focus)
         elif u < p_context + p_bio:
             ids, lab = seg.bio(r.choice(base), r)
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
@@ -40,7 +41,7 @@ class BaseModel:
     """A frozen causal LM plus its tokenizer, loaded offline from a local directory."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: str = ""):
-        self.model = model.eval()
+        self.model: Any = model.eval()  # any transformers causal LM
         self.tokenizer = tokenizer
         self.path = path
         if self.tokenizer.pad_token_id is None:
@@ -83,7 +84,8 @@ class BaseModel:
     def max_length(self) -> int:
         """The native context window in tokens."""
         c = self.model.config
-        return int(getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", 1024))
+        n = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None) or 1024
+        return int(n)
 
     # ---- encoding ------------------------------------------------------------------------
     def encode(self, text: str | bytes) -> list[int]:
@@ -134,7 +136,7 @@ class BaseModel:
             )[:, width:]
             for row in gen_ids.tolist():
                 cut = next((j for j, t in enumerate(row) if t in self.stop_ids), len(row))
-                out.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
+                out.append(str(self.tokenizer.decode(row[:cut], skip_special_tokens=True)).strip())
         return out
 
 

@@ -53,7 +53,8 @@ class Adapter:
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
         r = self.rank
-        cfg = LoraConfig(r=r, lora_alpha=self.scale * r, lora_dropout=0.0, bias="none",
+        cfg = LoraConfig(r=r, lora_alpha=self.scale * r,  # type: ignore[arg-type]  # peft takes a float here too
+                         lora_dropout=0.0, bias="none",
                          task_type="CAUSAL_LM", base_model_name_or_path=base_model_path,
                          target_modules=sorted({t.split(".")[-1] for t in self.factors}))
         cfg.save_pretrained(str(p))

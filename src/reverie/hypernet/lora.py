@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -89,5 +90,5 @@ def merge(model: nn.Module, factors: Factors, scale: float, sign: float = 1.0) -
     """Add (or with ``sign=-1`` subtract) ``scale * B @ A`` into each target weight."""
     for t, (A, B) in factors.items():
         for layer in range(A.shape[-3]):
-            w = target_module(model, layer, t).weight
+            w = cast(torch.Tensor, target_module(model, layer, t).weight)
             w += sign * scale * (B[layer].to(w.dtype) @ A[layer].to(w.dtype))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -132,7 +133,8 @@ def _key(target: str) -> str:
 def fingerprint(model: nn.Module) -> str:
     """A short hash of a base model's config and a sample of its weights."""
     skip = ("dtype", "_name_or_path", "transformers_version", "architectures", "use_cache")
-    cfg = {k: v for k, v in model.config.to_dict().items() if not any(s in k for s in skip)}
+    config: Any = model.config  # a transformers PretrainedConfig
+    cfg = {k: v for k, v in config.to_dict().items() if not any(s in k for s in skip)}
     h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
     for name, p in list(model.named_parameters())[:4]:
         h.update(name.encode())

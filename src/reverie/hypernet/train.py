@@ -26,7 +26,7 @@ from reverie.base.data import IGNORE, Segmenter
 from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel
 from reverie.base.prompt import document_prefix
 from reverie.errors import ReverieError
-from reverie.hypernet.lora import applied, concat
+from reverie.hypernet.lora import applied, concat, layers_of
 from reverie.hypernet.model import HyperConfig, HyperNetwork, fingerprint
 from reverie.hypernet.store import build_config, save_hypernet
 from reverie.utils import load_train_state, progress, read_state, save_train_state
@@ -70,6 +70,8 @@ class HyperRecipe:
     """Steps between checkpoints."""
     eval_every: int = 500
     """Steps between monitoring evaluations."""
+    monitor_people: int = 24
+    """Fresh people injected at each monitoring evaluation."""
 
 
 def lr_at(step: int, rc: HyperRecipe) -> float:
@@ -89,7 +91,20 @@ def read_docs(bm: BaseModel, docs: list[str]) -> tuple[torch.Tensor, torch.Tenso
     pad = torch.tensor([[False] * len(s) + [True] * (width - len(s)) for s in seqs])
     with torch.no_grad():
         hs = bm.model(ids, attention_mask=(~pad).long(), output_hidden_states=True).hidden_states
-    return torch.stack(hs[: bm.n_layers], 1), pad  # (N, L, T, d)
+        # What each layer itself sees: its input norm applied. The raw residual stream carries
+        # a few huge outlier dimensions (norms ~200 against ~1 for embeddings) that make every
+        # token look alike after a plain LayerNorm; the model's own learned norm weights tame them.
+        normed = [input_norm(bm.model, i)(hs[i]) for i in range(bm.n_layers)]
+    return torch.stack(normed, 1), pad  # (N, L, T, d)
+
+
+def input_norm(model: torch.nn.Module, layer: int) -> torch.nn.Module:
+    """The normalisation a layer applies to its input (identity if it has none we know)."""
+    blk = layers_of(model)[layer]
+    for name in ("input_layernorm", "ln_1"):
+        if hasattr(blk, name):
+            return getattr(blk, name)
+    return torch.nn.Identity()
 
 
 def _pad_rows(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,6 +187,45 @@ class Step:
         return loss, {"kl": kl.item(), "ce": ce.item(), "loc": loc.item(), "tok_acc": round(acc, 4), "k": k}
 
 
+@torch.no_grad()
+def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group: int = 8) -> dict:
+    """Greedy accuracy on fresh people: each adapter alone, adapters summed in groups of
+    ``group`` (composition), and locality (other people's answers unchanged)."""
+    from reverie.eval.qa import (
+        ask,
+        ask_injected,
+        documents,
+        sample_questions,
+        score,
+        skill_validation,
+    )
+    from reverie.hypernet.adapter import Adapter
+    from reverie.hypernet.injectors import HyperInjector
+    from reverie.hypernet.lora import concat
+
+    people = skill_validation(world, n, seed=1)
+    docs = documents(world, people, 1)
+    qas = sample_questions(world, people, 3, 1)
+    inj = HyperInjector(bm, hyper)
+    ads = dict(zip(docs, inj.inject_many(list(docs.values())), strict=True))
+    single = score(ask_injected(bm, qas, ads), qas).acc
+    rb = hyper.cfg.bias_rank
+    summed: dict[str, Adapter] = {}
+    names = list(docs)
+    for i in range(0, n, group):
+        members = names[i : i + group]
+        parts = [{t: (a[:, :-rb], b[..., :-rb]) for t, (a, b) in ads[m].factors.items()} for m in members]
+        bias = {t: (a[:, -rb:], b[..., -rb:]) for t, (a, b) in ads[members[0]].factors.items()}
+        merged = Adapter(concat(parts + [bias]), ads[members[0]].scale)
+        summed |= dict.fromkeys(members, merged)
+    composed = score(ask_injected(bm, qas, summed), qas).acc
+    other = sample_questions(world, world.base[:n], 1, 2)
+    plain = ask(bm, other)
+    moved = ask_injected(bm, other, {q.person: ads[names[i]] for i, q in enumerate(other)})
+    loc = sum(a == b for a, b in zip(plain, moved, strict=True)) / len(other)
+    return {"acc_single": round(single, 3), f"acc_sum{group}": round(composed, 3), "locality": round(loc, 3)}
+
+
 def sync_params(module: torch.nn.Module) -> None:
     """Start every rank from rank 0's weights."""
     for p in module.parameters():
@@ -243,6 +297,12 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
             bar.update(task, advance=1, description=f"train hypernet loss {loss.item():.3f}")
             if log is not None and (step % 10 == 0 or step == rc.steps):
                 log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), **info, "t": round(time.time() - t0, 1)}) + "\n")
+                log.flush()
+            if log is not None and (step % rc.eval_every == 0 or step == rc.steps):
+                hyper.eval()
+                rec = {"step": step, **monitor(bm, hyper, world, rc.monitor_people)}
+                bar.console.log(rec)
+                log.write(json.dumps(rec) + "\n")
                 log.flush()
             if rank == 0 and (step % rc.ckpt_every == 0 or step == rc.steps):
                 save_train_state(ck, hyper, opt, {"step": step, "elapsed": time.time() - t0, "recipe": asdict(rc),

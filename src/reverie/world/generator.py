@@ -76,7 +76,7 @@ class WorldConfig:
 
 def _rng(seed: int, *tags: str) -> random.Random:
     """A Random whose state depends only on the seed and tags (stable across runs)."""
-    h = hashlib.sha256(("%d|" % seed + "|".join(tags)).encode()).digest()
+    h = hashlib.sha256((f"{seed}|" + "|".join(tags)).encode()).digest()
     return random.Random(int.from_bytes(h[:8], "little"))
 
 
@@ -174,7 +174,7 @@ class World:
     def reserved_names(self) -> frozenset[str]:
         return frozenset(p.name for p in self.base + self.held_out)
 
-    def skill_people(self, seed: int) -> "SkillStream":
+    def skill_people(self, seed: int) -> SkillStream:
         """An endless stream of fresh people for in-context reading practice."""
         return SkillStream(self, seed)
 
@@ -229,7 +229,7 @@ class SkillStream:
         self.f = _faker(seed, "skill")
         self.r = _rng(seed, "skill")
 
-    def __iter__(self) -> "SkillStream":
+    def __iter__(self) -> SkillStream:
         return self
 
     def __next__(self) -> Person:

@@ -1,0 +1,1 @@
+"""The base model: a wrapper over any local causal LM, and the embedded default."""

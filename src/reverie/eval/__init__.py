@@ -1,0 +1,1 @@
+"""Evaluation: metrics, QA scoring, benchmarks and their results."""

@@ -1,0 +1,1 @@
+"""The hypernetwork, LoRA mechanics, adapters and injectors."""

@@ -1,0 +1,40 @@
+from typer.testing import CliRunner
+
+from reverie.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("demo", "world", "train", "eval", "bench", "inject", "ask"):
+        assert cmd in r.output
+
+
+def test_world_sample_is_deterministic():
+    a = runner.invoke(app, ["world", "sample", "--n", "2", "--seed", "3"])
+    b = runner.invoke(app, ["world", "sample", "--n", "2", "--seed", "3"])
+    assert a.exit_code == 0 and a.output == b.output and "Q:" in a.output
+
+
+def test_missing_model_is_one_clear_line(tmp_path):
+    r = runner.invoke(app, ["eval", "base", "--model", str(tmp_path / "nope")])
+    assert r.exit_code == 1
+    assert "model path not found" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_ask_with_tiny_model(tiny_llama_dir, tmp_path):
+    ctx = tmp_path / "doc.txt"
+    ctx.write_bytes(b"Ada was born in \xff London.")  # not UTF-8: decoded with replacement
+    r = runner.invoke(app, ["ask", "Where was Ada born?", "--model", str(tiny_llama_dir), "--context", str(ctx)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["ask", "   ", "--model", str(tiny_llama_dir)])
+    assert r.exit_code == 1 and "empty question" in r.output
+
+
+def test_inject_missing_file(tiny_llama_dir, tmp_path):
+    r = runner.invoke(app, ["inject", str(tmp_path / "missing.txt"), "--save", str(tmp_path / "ad"),
+                            "--model", str(tiny_llama_dir)])
+    assert r.exit_code == 1 and "No such file" in r.output

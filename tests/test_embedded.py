@@ -1,0 +1,59 @@
+"""End-to-end checks on the embedded default model (marked slow; CI runs them too)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel
+from reverie.cli import app
+from reverie.utils import sha256_file
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def test_manifest_checksums_match():
+    man = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    for name, digest in man["sha256"].items():
+        assert sha256_file(DEFAULT_MODEL_DIR / name) == digest, name
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
+    assert size < 25 * 2**20
+
+
+def test_embedded_model_reads_in_context_and_knows_base_people():
+    from reverie.eval.base_eval import evaluate
+
+    r = evaluate(BaseModel.load(), seed=7, n_held_out=10, n_base=20)
+    assert r["acc_full"] >= 0.75  # the benchmark measures the real figure on 600 questions
+    assert r["acc_none"] <= 0.10
+    assert r["acc_closed"] >= 0.8
+
+
+def test_demo_runs():
+    r = runner.invoke(app, ["demo", "--n", "1"])
+    assert r.exit_code == 0, r.output
+    assert "in context" in r.output
+
+
+def test_learner_inject_then_answer_without_context():
+    pytest.importorskip("reverie.learner")
+    from reverie.eval.metrics import exact_match
+    from reverie.eval.qa import documents, sample_questions
+    from reverie.learner import Learner
+    from reverie.world import World
+
+    if not (DEFAULT_MODEL_DIR / "hypernet").exists():
+        pytest.skip("no hypernetwork shipped")
+    learner = Learner.load()
+    w = World()
+    people = w.held_out[:4]
+    docs = documents(w, people, 3)
+    hits = total = 0
+    for p in people:
+        ad = learner.inject(docs[p.name])
+        for q in sample_questions(w, [p], 6, 3):
+            hits += exact_match(learner.ask(q.question), q.answer)
+            total += 1
+        learner.remove(ad)
+    assert hits / total >= 0.5  # bench qa measures acc_inject properly
