@@ -44,6 +44,9 @@ class HyperConfig:
     """Attention heads in the Perceiver."""
     lora_alpha: float = 8.0
     """LoRA scale numerator: the delta is (alpha / rank) * B @ A."""
+    pointer: bool = True
+    """Add a copy path to B: each latent points at document tokens and writes their
+    (normed) input embeddings, so writing a value token needs no learned re-encoding."""
     base_fingerprint: str = ""
     """Identifies the base model (architecture and weights) the hypernetwork reads."""
 
@@ -93,6 +96,15 @@ class HyperNetwork(nn.Module):
         self.head_b = nn.ModuleDict({_key(t): nn.Linear(D, cfg.targets[t][1]) for t in self.names})
         # Per-rank scalers, zero at start: a fresh hypernetwork emits a zero delta.
         self.scale = nn.Parameter(torch.zeros(L, nt, r))
+        if cfg.pointer:
+            self.ptr_q = nn.Linear(D, D)
+            self.ptr_k = nn.Linear(D, D)
+            self.ptr_out = nn.ModuleDict({_key(t): nn.Linear(cfg.d_model, cfg.targets[t][1]) for t in self.names})
+            for lin in self.ptr_out.values():  # start as a copy: write the pointed-at embedding itself
+                assert isinstance(lin, nn.Linear)
+                if lin.in_features == lin.out_features:
+                    nn.init.eye_(lin.weight)
+                    nn.init.zeros_(lin.bias)
         self.bias_a = nn.ParameterDict({_key(t): nn.Parameter(torch.randn(L, cfg.bias_rank, cfg.targets[t][0]) * 0.02) for t in self.names})
         self.bias_b = nn.ParameterDict({_key(t): nn.Parameter(torch.zeros(L, cfg.targets[t][1], cfg.bias_rank)) for t in self.names})
 
@@ -110,13 +122,24 @@ class HyperNetwork(nn.Module):
         z = (self.latents[None] + self.layer_emb.repeat(N, 1, 1)).reshape(N * L, -1, x.shape[-1])  # (N*L, M, D)
         for cb, sb in zip(self.cross, self.selfs, strict=True):
             z = sb(cb(z, x, kpad))
-        z = self.out_norm(z).reshape(N, L, len(self.names), r, -1)  # (N, L, nt, r, D)
+        z = self.out_norm(z)  # (N*L, M, D)
+        ptr = None
+        if self.cfg.pointer:
+            att = torch.einsum("nmd,ntd->nmt", self.ptr_q(z), self.ptr_k(x)) / x.shape[-1] ** 0.5  # (N*L, M, T)
+            if kpad is not None:
+                att = att.masked_fill(kpad[:, None, :], float("-inf"))
+            emb = hidden[:, :1].expand(N, L, T, -1).reshape(N * L, T, -1)  # layer-0 input: token embeddings
+            ptr = (att.softmax(-1) @ emb).reshape(N, L, len(self.names), r, -1)  # (N, L, nt, r, d)
+        z = z.reshape(N, L, len(self.names), r, -1)  # (N, L, nt, r, D)
         out = {}
         for i, t in enumerate(self.names):
             zi = z[:, :, i]  # (N, L, r, D)
             a = self.head_a[_key(t)](zi)  # (N, L, r, d_in)
             a = F.normalize(a, dim=-1)  # unit rows: the scalers alone set the magnitude
-            b = self.head_b[_key(t)](zi).transpose(-1, -2)  # (N, L, d_out, r)
+            b = self.head_b[_key(t)](zi)  # (N, L, r, d_out)
+            if ptr is not None:
+                b = b + self.ptr_out[_key(t)](ptr[:, :, i])
+            b = b.transpose(-1, -2)  # (N, L, d_out, r)
             b = b * self.scale[None, :, i, None, :]  # (N, L, d_out, r)
             out[t] = (a, b)
         return out, self.bias()
