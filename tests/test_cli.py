@@ -38,3 +38,22 @@ def test_inject_missing_file(tiny_llama_dir, tmp_path):
     r = runner.invoke(app, ["inject", str(tmp_path / "missing.txt"), "--save", str(tmp_path / "ad"),
                             "--model", str(tiny_llama_dir)])
     assert r.exit_code == 1 and "No such file" in r.output
+
+
+def test_inject_with_distill_then_ask(tiny_llama_dir, tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Ada Lovelace was born in London.")
+    r = runner.invoke(app, ["inject", str(doc), "--save", str(tmp_path / "ad"), "--model", str(tiny_llama_dir),
+                            "--injector", "distill", "--query", "Where was Ada Lovelace born?"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "ad" / "adapter_model.safetensors").is_file()
+    r = runner.invoke(app, ["ask", "Where was Ada Lovelace born?", "--model", str(tiny_llama_dir),
+                            "--adapter", str(tmp_path / "ad")])
+    assert r.exit_code == 0, r.output
+
+
+def test_inject_without_hypernetwork_is_one_clear_line(tiny_llama_dir, tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Ada Lovelace was born in London.")
+    r = runner.invoke(app, ["inject", str(doc), "--save", str(tmp_path / "ad"), "--model", str(tiny_llama_dir)])
+    assert r.exit_code == 1 and "no hypernetwork" in r.output

@@ -162,13 +162,15 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
 @friendly
 def inject(file: Annotated[str, typer.Argument(help="Text file to inject, or - for standard input.")],
            save: Annotated[Path, typer.Option(help="Folder to write the adapter to (peft format).")],
-           model: ModelOpt = None) -> None:
-    """Write a document into a LoRA adapter (peft format) with the hypernetwork."""
+           model: ModelOpt = None,
+           injector: Annotated[str, typer.Option(help="hyper (the hypernetwork) or distill (gradient context distillation).")] = "hyper",
+           query: Annotated[list[str] | None, typer.Option(help="Probe question for distill (repeatable).")] = None) -> None:
+    """Write a document into a LoRA adapter (peft format)."""
     from reverie.learner import Learner
 
     data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-    learner = Learner.load(model)
-    ad = learner.injector.inject(data)
+    learner = Learner.load(model, injector=injector)
+    ad = learner.injector.inject(data, query or None)
     ad.save(save, learner.bm.path)
     err.print(f"adapter rank {ad.rank}, {ad.nbytes} bytes, {ad.meta['inject_s'] * 1000:.1f} ms -> {save}")
 
