@@ -9,17 +9,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.panel import Panel
 
-from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel
+from reverie.base.model import BaseModel
 from reverie.eval.metrics import exact_match
 from reverie.eval.qa import documents, sample_questions
 from reverie.world import World
 
 
 def run(model: Path | None, n: int, seed: int, console: Console) -> None:
-    from reverie.learner import Learner
+    from reverie.learner import Learner, hypernet_dir
 
-    hyper_dir = Path(model or DEFAULT_MODEL_DIR) / "hypernet"
-    learner = Learner.load(model) if hyper_dir.exists() else None
+    learner = Learner.load(model) if hypernet_dir(model).exists() else None
     bm = learner.bm if learner else BaseModel.load(model)
     world = World()
     people = world.held_out[:n]

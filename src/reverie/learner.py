@@ -17,6 +17,11 @@ from reverie.hypernet.lora import merge
 from reverie.hypernet.store import load_hypernet
 
 
+def hypernet_dir(model: str | Path | None = None) -> Path:
+    """Where a base model's own hypernetwork lives (its ``hypernet/`` folder)."""
+    return Path(model or DEFAULT_MODEL_DIR) / "hypernet"
+
+
 class Learner:
     """A base model whose weights take in what it reads."""
 
@@ -31,7 +36,7 @@ class Learner:
         """Load a base model (default: embedded) and an injector (default: its hypernetwork)."""
         bm = BaseModel.load(model)
         if injector == "hyper":
-            hp = Path(hypernet) if hypernet else Path(model or DEFAULT_MODEL_DIR) / "hypernet"
+            hp = Path(hypernet) if hypernet else hypernet_dir(model)
             if not hp.exists():
                 raise ModelLoadError(f"no hypernetwork at {hp}: train one with `reverie train hypernet --export`")
             return cls(bm, HyperInjector(bm, load_hypernet(hp, bm)))

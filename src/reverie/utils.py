@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,15 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+
+def warmup_cosine(step: int, peak: float, warmup: int, length: int, floor: float = 0.1) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``peak`` to ``floor * peak``
+    at step ``length`` (and flat after it)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, length - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -9,7 +9,6 @@ The model learns (1) the base population's facts from biographies and closed-boo
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
@@ -33,6 +32,7 @@ from reverie.utils import (
     read_state,
     save_train_state,
     sha256_file,
+    warmup_cosine,
 )
 from reverie.world import World, WorldConfig
 from reverie.world.templates import HAYSTACK
@@ -114,13 +114,9 @@ def tokenizer_corpus(world: World, seed: int) -> list[str]:
 
 
 def lr_at(step: int, rc: BaseRecipe) -> float:
-    if step >= rc.focus_from:
-        t = (step - rc.focus_from) / max(1, rc.steps - rc.focus_from)
-        return rc.lr_focus * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t, 1.0))))
-    if step < rc.warmup:
-        return rc.lr * (step + 1) / rc.warmup
-    t = (step - rc.warmup) / max(1, rc.cosine_steps - rc.warmup)
-    return rc.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t, 1.0))))
+    if step >= rc.focus_from:  # the focus stage: its own cosine, no warm-up
+        return warmup_cosine(step - rc.focus_from, rc.lr_focus, 0, rc.steps - rc.focus_from)
+    return warmup_cosine(step, rc.lr, rc.warmup, rc.cosine_steps)
 
 
 def monitor(bm: BaseModel, world: World, seed: int, n: int = 32) -> dict:

@@ -12,7 +12,6 @@ Runs single-process, or multi-process with torchrun (DDP over gloo on CPU).
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -29,7 +28,7 @@ from reverie.errors import ReverieError
 from reverie.hypernet.lora import applied, concat, layers_of
 from reverie.hypernet.model import HyperConfig, HyperNetwork, fingerprint
 from reverie.hypernet.store import build_config, save_hypernet
-from reverie.utils import load_train_state, progress, read_state, save_train_state
+from reverie.utils import load_train_state, progress, read_state, save_train_state, warmup_cosine
 from reverie.world import ATTRIBUTES, Person, World, WorldConfig
 from reverie.world.generator import _rng
 
@@ -75,10 +74,7 @@ class HyperRecipe:
 
 
 def lr_at(step: int, rc: HyperRecipe) -> float:
-    if step < rc.warmup:
-        return rc.lr * (step + 1) / rc.warmup
-    t = min(1.0, (step - rc.warmup) / max(1, rc.steps - rc.warmup))
-    return rc.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * t)))
+    return warmup_cosine(step, rc.lr, rc.warmup, rc.steps)
 
 
 def read_docs(bm: BaseModel, docs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +197,6 @@ def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group
     )
     from reverie.hypernet.adapter import Adapter
     from reverie.hypernet.injectors import HyperInjector
-    from reverie.hypernet.lora import concat
 
     people = skill_validation(world, n, seed=1)
     docs = documents(world, people, 1)
