@@ -21,6 +21,10 @@ train_app = typer.Typer(help="Training recipes (resumable: rerun the same comman
 eval_app = typer.Typer(help="Evaluations of the models.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 app.add_typer(train_app, name="train")
+mem_app = typer.Typer(help="Inspect and edit a weight memory (--memory DIR).", no_args_is_help=True)
+export_app = typer.Typer(help="Export a memory: as one peft adapter, or merged into the model.", no_args_is_help=True)
+app.add_typer(mem_app, name="memories")
+app.add_typer(export_app, name="export")
 bench_app = typer.Typer(help="Benchmarks: one JSON object on stdout with --json; files under --results.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
@@ -31,6 +35,18 @@ out = Console()
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="Local model directory (default: the embedded model).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for sampling people, documents and questions.")]
+
+
+def default_memory() -> Path:
+    """The user's memory: $REVERIE_MEMORY, else under $XDG_DATA_HOME (~/.local/share)."""
+    import os
+
+    if os.environ.get("REVERIE_MEMORY"):
+        return Path(os.environ["REVERIE_MEMORY"])
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "reverie" / "memory"
+
+
+MemOpt = Annotated[Path | None, typer.Option("--memory", help="Memory directory (default: $REVERIE_MEMORY or ~/.local/share/reverie/memory).")]
 
 
 def friendly(fn):
@@ -110,14 +126,22 @@ def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: 
 def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/hypernet"),
                    model: ModelOpt = None,
                    seed: Annotated[int, typer.Option(help="Data and init seed.")] = 0,
-                   steps: Annotated[int, typer.Option(help="Optimizer steps (2400 is about 25 minutes on 2 cores).")] = 2400,
+                   steps: Annotated[int, typer.Option(help="Optimizer steps (4000 is about 40 minutes on 2 cores).")] = 4000,
                    docs_per_step: Annotated[int, typer.Option(help="Documents per step (per process).")] = 8,
+                   lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+                   group_sizes: Annotated[str, typer.Option(help="Comma-separated sizes of the groups whose adapters are summed (1 = single documents).")] = "1",
+                   init: Annotated[str | None, typer.Option(help="Start a new stage from this run folder or hypernetwork folder.")] = None,
+                   shared: Annotated[float, typer.Option(help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
                    export: Annotated[bool, typer.Option(help="Ship the result beside the base model (its hypernet/ folder).")] = False) -> None:
     """Meta-train the hypernetwork (resumable). Multi-process: `torchrun --nproc_per_node N -m reverie.cli train hypernet`."""
     from reverie.hypernet.train import setup
 
+    try:
+        sizes = tuple(int(x) for x in group_sizes.split(","))
+    except ValueError:
+        raise ReverieError(f"--group-sizes {group_sizes!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
     setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
-          export=export, docs_per_step=docs_per_step)
+          export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared)
 
 
 # ---- eval -------------------------------------------------------------------------------
@@ -158,6 +182,35 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
     emit(r, as_json, "QA after injection")
 
 
+@bench_app.command("sequential")
+@friendly
+def bench_sequential(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
+                     t: Annotated[int, typer.Option("--T", help="Documents consolidated one batch after another.")] = 1000,
+                     strategy: Annotated[list[str] | None, typer.Option(help="Merge strategy (repeatable; default: all).")] = None,
+                     n_eval: Annotated[int, typer.Option(help="Questions per metric at each checkpoint.")] = 300,
+                     guard: Annotated[bool, typer.Option(help="Pass every update through the interference guard.")] = True,
+                     results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """T documents written into one weight memory per merge strategy: retention, plasticity,
+    generalization, locality, competence and delta norm at T = 1, 10, 100, 1000."""
+    from reverie.eval import bench_sequential as bs
+    from reverie.eval import results as res
+    from reverie.learner import Learner
+    from reverie.memory import MERGES
+    from reverie.utils import atomic_write_text
+
+    for s in strategy or []:
+        if s not in MERGES:
+            raise ReverieError(f"unknown merge strategy {s!r} (known: {', '.join(MERGES)})")
+    t0 = time.time()
+    learner = Learner.load(model)
+    r = bs.run(learner.bm, learner.injector, tuple(strategy or bs.STRATEGIES), T=t, seed=seed, n_eval=n_eval, guard=guard)
+    r = res.stamp(r | {"summary": bs.summary(r)}, seed, learner.bm.path, t0)
+    out_dir = res.write("bench_sequential", r, results, "Sequential injections")
+    atomic_write_text(out_dir / "bench_sequential.md", bs.markdown(r))
+    bs.plot(r, out_dir / "bench_sequential.png")
+    emit(r["summary"] | {"seed": seed, "wall_s": r["wall_s"]}, as_json, "Sequential injections")
+
+
 @app.command()
 @friendly
 def inject(file: Annotated[str, typer.Argument(help="Text file to inject, or - for standard input.")],
@@ -180,18 +233,158 @@ def inject(file: Annotated[str, typer.Argument(help="Text file to inject, or - f
 def ask(question: Annotated[str, typer.Argument(help="The question.")],
         adapter: Annotated[list[Path] | None, typer.Option(help="Adapter folder(s) to apply (repeatable).")] = None,
         context: Annotated[Path | None, typer.Option(help="A text file to put in context.")] = None,
-        model: ModelOpt = None) -> None:
+        model: ModelOpt = None,
+        memory: Annotated[Path | None, typer.Option("--memory", help="Answer with this weight memory merged in.")] = None) -> None:
     """Answer a question greedily, optionally with adapters merged in and/or a document in context."""
     from reverie.base.model import BaseModel, decode_input
     from reverie.hypernet.adapter import Adapter
     from reverie.hypernet.lora import merge
 
-    bm = BaseModel.load(model)
+    if memory is not None:
+        from reverie.memory import Attached
+
+        bm, mem = _open_memory(memory, model)
+        Attached(bm.model, mem)
+    else:
+        bm = BaseModel.load(model)
     for a in adapter or []:
         ad = Adapter.load(a)
         merge(bm.model, ad.factors, ad.scale)
     ctx = decode_input(context.read_bytes()) if context else None
     out.print(bm.answer(question, ctx), highlight=False)
+
+
+# ---- memory -----------------------------------------------------------------------------
+def _learner(model: Path | None, memory: Path | None, strategy: str = "add", guard: bool = True):
+    from reverie.learner import Learner
+
+    learner = Learner.load(model)
+    learner.open_memory(memory or default_memory(), strategy, guard=guard)
+    return learner
+
+
+def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True):
+    """A memory for inspection, without loading the hypernetwork."""
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.model import fingerprint
+    from reverie.memory import Memory, memory_targets
+
+    p = memory or default_memory()
+    if not (p / "memory.json").is_file():
+        raise ReverieError(f"no memory at {p} (create one with `reverie consolidate FILE --memory {p}`)")
+    bm = BaseModel.load(model)
+    return bm, Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, ["mlp.down_proj"]), readonly=readonly)
+
+
+@app.command()
+@friendly
+def consolidate(files: Annotated[list[str], typer.Argument(help="Text files to write into the memory (- for standard input).")],
+                memory: MemOpt = None, model: ModelOpt = None,
+                strategy: Annotated[str, typer.Option(help="Merge strategy of a new memory (add, scaled, orthogonal, ties, dare, svd, bank).")] = "add",
+                guard: Annotated[bool, typer.Option(help="Pass each update through the interference guard.")] = True,
+                as_json: JsonOpt = False) -> None:
+    """Inject documents and merge them into a persistent weight memory (one batch)."""
+    from reverie.base.model import decode_input
+
+    texts = [decode_input(sys.stdin.buffer.read() if f == "-" else Path(f).read_bytes()) for f in files]
+    learner = _learner(model, memory, strategy, guard)
+    try:
+        ids = learner.consolidate(texts)
+    finally:
+        learner.close()
+    rows = [{"file": f, "id": i, "status": "stored" if i else "refused by the guard"} for f, i in zip(files, ids, strict=True)]
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+    else:
+        for r in rows:
+            out.print(f"{r['file']}: {r['id'] or '-'} ({r['status']})", highlight=False)
+
+
+@mem_app.command("list")
+@friendly
+def memories_list(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False) -> None:
+    """Items in the memory: id, when, norm, layers, excerpt."""
+    _, mem = _open_memory(memory, model)
+    live = set(mem.items)
+    rows = [{k: e.get(k) for k in ("id", "time", "delta_norm", "layers", "exact", "excerpt")}
+            for e in mem.ledger() if e.get("event") == "add" and e["id"] in live]
+    if as_json:
+        sys.stdout.write(json.dumps({"items": rows, "snapshots": mem.snapshots(), "strategy": mem.state["strategy"]}) + "\n")
+        return
+    from rich.table import Table
+
+    t = Table(title=f"memory {mem.path} ({mem.state['strategy']}, {len(rows)} items)")
+    for c in ("id", "when", "norm", "layers", "excerpt"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["time"])), f"{r['delta_norm']:.3f}",
+                  ",".join(map(str, r["layers"])), (r["excerpt"] or "")[:60])
+    out.print(t)
+
+
+@mem_app.command("show")
+@friendly
+def memories_show(item: Annotated[str, typer.Argument(help="Item id.")], memory: MemOpt = None, model: ModelOpt = None,
+                  as_json: JsonOpt = False) -> None:
+    """Everything the ledger knows about one item."""
+    _, mem = _open_memory(memory, model)
+    e = mem.item(item) | {"live": item in mem.items}
+    if as_json:
+        sys.stdout.write(json.dumps(e) + "\n")
+    else:
+        out.print_json(json.dumps(e))
+
+
+@mem_app.command("forget")
+@friendly
+def memories_forget(item: Annotated[str, typer.Argument(help="Item id.")], memory: MemOpt = None, model: ModelOpt = None) -> None:
+    """Remove one item's contribution from the memory."""
+    _, mem = _open_memory(memory, model, readonly=False)
+    with mem:
+        exact = mem.forget(item)
+    err.print(f"forgot {item} ({'exact' if exact else 'approximate: the strategy mixed it with other items'})")
+
+
+@mem_app.command("snapshot")
+@friendly
+def memories_snapshot(name: Annotated[str, typer.Argument(help="Snapshot name.")], memory: MemOpt = None, model: ModelOpt = None) -> None:
+    """Save the memory's current state under a name."""
+    _, mem = _open_memory(memory, model, readonly=False)
+    with mem:
+        mem.snapshot(name)
+    err.print(f"snapshot {name}")
+
+
+@mem_app.command("rollback")
+@friendly
+def memories_rollback(name: Annotated[str, typer.Argument(help="Snapshot name.")], memory: MemOpt = None, model: ModelOpt = None) -> None:
+    """Return the memory to a snapshot (the ledger keeps the history)."""
+    _, mem = _open_memory(memory, model, readonly=False)
+    with mem:
+        mem.rollback(name)
+    err.print(f"rolled back to {name}")
+
+
+@export_app.command("peft")
+@friendly
+def export_peft(dest: Annotated[Path, typer.Argument(help="Folder for the adapter.")], memory: MemOpt = None, model: ModelOpt = None) -> None:
+    """The memory as one peft LoRA adapter (PeftModel.from_pretrained loads it)."""
+    bm, mem = _open_memory(memory, model)
+    mem.as_adapter().save(dest, bm.path)
+    err.print(f"adapter -> {dest}")
+
+
+@export_app.command("merged")
+@friendly
+def export_merged(dest: Annotated[Path, typer.Argument(help="Folder for the merged model.")], memory: MemOpt = None, model: ModelOpt = None) -> None:
+    """The base model with the memory merged in (a plain transformers folder)."""
+    from reverie.memory import Attached
+
+    bm, mem = _open_memory(memory, model)
+    Attached(bm.model, mem)
+    bm.model.save_pretrained(str(dest))
+    bm.tokenizer.save_pretrained(str(dest))
+    err.print(f"merged model -> {dest}")
 
 
 # ---- demo -------------------------------------------------------------------------------

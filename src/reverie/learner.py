@@ -3,6 +3,10 @@
     learner = Learner.load()               # embedded model and hypernetwork
     adapter = learner.inject(text)         # document -> weights, in one forward pass
     learner.ask("Where was Ada born?")     # answered from weights, text not in context
+
+    learner = Learner.load(memory="mem/")  # a persistent weight memory (reverie.memory)
+    learner.consolidate([text])            # inject, pass the interference guard, merge, persist
+    learner.forget(item_id)                # remove one item's contribution
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel
-from reverie.errors import ModelLoadError
+from reverie.errors import ModelLoadError, ReverieError
 from reverie.hypernet.adapter import Adapter
-from reverie.hypernet.injectors import INJECTORS, HyperInjector, Injector
+from reverie.hypernet.injectors import INJECTORS, HyperInjector, Injector, check_text
 from reverie.hypernet.lora import merge
+from reverie.hypernet.model import fingerprint
 from reverie.hypernet.store import load_hypernet
+from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets
 
 
 def hypernet_dir(model: str | Path | None = None) -> Path:
@@ -29,20 +35,82 @@ class Learner:
         self.bm = bm
         self.injector = injector
         self.adapters: list[Adapter] = []
+        self.memory: Memory | None = None
+        self._attached: Attached | None = None
+        self._guard: Guard | None = None
+
+    def open_memory(self, path: str | Path, strategy: str = "add", guard: bool = True, **strategy_kw: float) -> Memory:
+        """Attach a persistent weight memory (created if missing; its strategy is fixed then).
+        With ``guard``, every consolidated update passes the interference guard."""
+        from reverie.world import World
+
+        if self._guard is None and guard:
+            self._guard = Guard(self.bm, World())  # probes measured on the plain base model
+        targets = memory_targets(self.bm.model, self.bm.n_layers, list(self.injector.target_names()))
+        self.memory = Memory(path, fingerprint(self.bm.model), targets, strategy, dict(strategy_kw))
+        self._attached = Attached(self.bm.model, self.memory)
+        return self.memory
+
+    def _mem(self) -> tuple[Memory, Attached]:
+        if self.memory is None or self._attached is None:
+            raise ReverieError("no memory attached: Learner.load(memory=DIR) or learner.open_memory(DIR)")
+        return self.memory, self._attached
+
+    def consolidate(self, texts: list[str | bytes]) -> list[str | None]:
+        """Write texts into the persistent memory; returns item ids (None: refused by the guard)."""
+        mem, att = self._mem()
+        docs = [check_text(t) for t in texts]
+        ads = self.injector.inject_many(docs)
+        return consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, docs)
+
+    def forget(self, item_id: str) -> bool:
+        """Remove one memory item; returns whether the removal was exact."""
+        mem, att = self._mem()
+        exact = mem.forget(item_id)
+        att.refresh()
+        return exact
+
+    def rollback(self, snapshot: str) -> None:
+        mem, att = self._mem()
+        mem.rollback(snapshot)
+        att.refresh()
+
+    def export_merged(self, path: str | Path) -> Path:
+        """The base model with the memory merged in, as a plain transformers model folder."""
+        self._mem()
+        p = Path(path)
+        self.bm.model.save_pretrained(str(p))
+        self.bm.tokenizer.save_pretrained(str(p))
+        return p
+
+    def export_peft(self, path: str | Path) -> Path:
+        """The memory as one peft LoRA adapter (an exact SVD factorisation of its delta)."""
+        mem, _ = self._mem()
+        return mem.as_adapter().save(path, self.bm.path)
+
+    def close(self) -> None:
+        if self.memory is not None:
+            self.memory.close()
 
     @classmethod
     def load(cls, model: str | Path | None = None, hypernet: str | Path | None = None,
-             injector: str = "hyper", **injector_kw) -> Learner:
-        """Load a base model (default: embedded) and an injector (default: its hypernetwork)."""
+             injector: str = "hyper", memory: str | Path | None = None, strategy: str = "add",
+             **injector_kw) -> Learner:
+        """Load a base model (default: embedded) and an injector (default: its hypernetwork);
+        with ``memory``, attach that persistent weight memory (see :meth:`open_memory`)."""
         bm = BaseModel.load(model)
         if injector == "hyper":
             hp = Path(hypernet) if hypernet else hypernet_dir(model)
             if not hp.exists():
                 raise ModelLoadError(f"no hypernetwork at {hp}: train one with `reverie train hypernet --export`")
-            return cls(bm, HyperInjector(bm, load_hypernet(hp, bm)))
-        if injector not in INJECTORS:
+            learner = cls(bm, HyperInjector(bm, load_hypernet(hp, bm)))
+        elif injector not in INJECTORS:
             raise ModelLoadError(f"unknown injector {injector!r} (known: {', '.join(INJECTORS)})")
-        return cls(bm, INJECTORS[injector](bm, **injector_kw))
+        else:
+            learner = cls(bm, INJECTORS[injector](bm, **injector_kw))
+        if memory is not None:
+            learner.open_memory(memory, strategy)
+        return learner
 
     def inject(self, text: str | bytes, queries: list[str] | None = None) -> Adapter:
         """Write ``text`` into the model's weights; returns the adapter that was merged."""

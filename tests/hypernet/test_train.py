@@ -37,6 +37,21 @@ def test_train_resume_and_export(tiny_llama_dir, tmp_path, small_recipe):
     assert man["recipe"]["steps"] == 3 and man["sha256"]
 
 
+def test_composition_stage_starts_from_another_run(tiny_llama_dir, tmp_path, small_recipe):
+    from reverie.errors import ReverieError
+
+    train.setup(out=str(tmp_path / "a"), base=str(tiny_llama_dir), steps=1, docs_per_step=2)
+    train.setup(out=str(tmp_path / "b"), base=str(tiny_llama_dir), steps=1, docs_per_step=4,
+                group_sizes=(2,), init=str(tmp_path / "a"), lr=1e-12)
+    a = load_file(str(tmp_path / "a/ckpt/model.safetensors"))
+    b = load_file(str(tmp_path / "b/ckpt/model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # started from a (lr ~ 0)
+    st = json.loads((tmp_path / "b/ckpt/state.json").read_text())
+    assert st["recipe"]["group_sizes"] == [2] and st["init"] == str(tmp_path / "a")
+    with pytest.raises(ReverieError, match="neither a run folder"):
+        train.setup(out=str(tmp_path / "c"), base=str(tiny_llama_dir), steps=1, init=str(tmp_path / "nothing"))
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_gradients_agree(tiny_llama_dir, tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")

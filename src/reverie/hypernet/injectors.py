@@ -55,6 +55,10 @@ class Injector(ABC):
     def inject(self, text: str | bytes, queries: list[str] | None = None) -> Adapter:
         return self.inject_many([check_text(text)], None if queries is None else [queries])[0]
 
+    def target_names(self) -> tuple[str, ...]:
+        """The modules (inside each layer) this injector's adapters touch."""
+        return tuple(getattr(self, "targets", ("mlp.down_proj",)))
+
     def _meta(self, text: str, t0: float) -> dict:
         return {"injector": self.name, "source_sha256": hashlib.sha256(text.encode()).hexdigest(),
                 "inject_s": round(time.perf_counter() - t0, 5)}
@@ -69,14 +73,17 @@ class HyperInjector(Injector):
         self.hyper = hyper.eval()
         self.scale = hyper.cfg.lora_alpha / hyper.cfg.rank
 
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(self.hyper.cfg.targets)
+
     @torch.no_grad()
     def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:
         from reverie.hypernet.train import read_docs
 
         texts = [check_text(t) for t in texts]
         t0 = time.perf_counter()
-        hidden, pad = read_docs(self.bm, texts)
-        f, bias = self.hyper(hidden, pad)
+        hidden, pad, ins = read_docs(self.bm, texts, self.hyper.key_targets)
+        f, bias = self.hyper(hidden, pad, ins)
         out = []
         for i, text in enumerate(texts):
             fac = {t: (torch.cat([A[i], bias[t][0]], -2).clone(), torch.cat([B[i], bias[t][1]], -1).clone())

@@ -47,6 +47,10 @@ class HyperConfig:
     pointer: bool = True
     """Add a copy path to B: each latent points at document tokens and writes their
     (normed) input embeddings, so writing a value token needs no learned re-encoding."""
+    pointer_a: bool = False
+    """Add a key path to A: each latent also points at document tokens and uses the target
+    module's own *inputs* there as the row of A, so a rank component fires on activations
+    like those the document produced (a name, a phrase) without a learned re-encoding."""
     base_fingerprint: str = ""
     """Identifies the base model (architecture and weights) the hypernetwork reads."""
 
@@ -105,11 +109,18 @@ class HyperNetwork(nn.Module):
                 if lin.in_features == lin.out_features:
                     nn.init.eye_(lin.weight)
                     nn.init.zeros_(lin.bias)
+        if cfg.pointer_a:
+            self.key_q = nn.Linear(D, D)
+            self.key_k = nn.Linear(D, D)
+            self.key_mix = nn.Parameter(torch.zeros(len(self.names)))  # learned share of the head's own A
         self.bias_a = nn.ParameterDict({_key(t): nn.Parameter(torch.randn(L, cfg.bias_rank, cfg.targets[t][0]) * 0.02) for t in self.names})
         self.bias_b = nn.ParameterDict({_key(t): nn.Parameter(torch.zeros(L, cfg.targets[t][1], cfg.bias_rank)) for t in self.names})
 
-    def forward(self, hidden: torch.Tensor, pad: torch.Tensor | None = None) -> tuple[Factors, Factors]:
-        """``hidden``: (N, L, T, d) activations entering each layer, ``pad``: (N, T) True at padding.
+    def forward(self, hidden: torch.Tensor, pad: torch.Tensor | None = None,
+                inputs: dict[str, torch.Tensor] | None = None) -> tuple[Factors, Factors]:
+        """``hidden``: (N, L, T, d) activations entering each layer, ``pad``: (N, T) True at padding,
+        ``inputs``: {target: (N, L, T, d_in)} what each target module received over the document
+        (needed with ``pointer_a``).
 
         Returns the documents' factors ``{target: (A (N, L, r, d_in), B (N, L, d_out, r))}``
         and the bias adapter (see :meth:`bias`); both come out of forward so that DDP
@@ -130,12 +141,23 @@ class HyperNetwork(nn.Module):
                 att = att.masked_fill(kpad[:, None, :], float("-inf"))
             emb = hidden[:, :1].expand(N, L, T, -1).reshape(N * L, T, -1)  # layer-0 input: token embeddings
             ptr = (att.softmax(-1) @ emb).reshape(N, L, len(self.names), r, -1)  # (N, L, nt, r, d)
+        keys = None
+        if self.cfg.pointer_a:
+            if inputs is None:
+                raise ValueError("this hypernetwork points at target inputs: pass inputs=")
+            katt = torch.einsum("nmd,ntd->nmt", self.key_q(z), self.key_k(x)) / x.shape[-1] ** 0.5  # (N*L, M, T)
+            if kpad is not None:
+                katt = katt.masked_fill(kpad[:, None, :], float("-inf"))
+            keys = katt.softmax(-1).reshape(N, L, len(self.names), r, T)  # (N, L, nt, r, T)
         z = z.reshape(N, L, len(self.names), r, -1)  # (N, L, nt, r, D)
         out = {}
         for i, t in enumerate(self.names):
             zi = z[:, :, i]  # (N, L, r, D)
             a = self.head_a[_key(t)](zi)  # (N, L, r, d_in)
             a = F.normalize(a, dim=-1)  # unit rows: the scalers alone set the magnitude
+            if keys is not None and inputs is not None:
+                ka = F.normalize(keys[:, :, i] @ inputs[t], dim=-1)  # (N, L, r, d_in)
+                a = F.normalize(ka + torch.sigmoid(self.key_mix[i] - 2.0) * a, dim=-1)
             b = self.head_b[_key(t)](zi)  # (N, L, r, d_out)
             if ptr is not None:
                 b = b + self.ptr_out[_key(t)](ptr[:, :, i])
@@ -143,6 +165,11 @@ class HyperNetwork(nn.Module):
             b = b * self.scale[None, :, i, None, :]  # (N, L, d_out, r)
             out[t] = (a, b)
         return out, self.bias()
+
+    @property
+    def key_targets(self) -> tuple[str, ...]:
+        """Targets whose inputs over the document :meth:`forward` needs."""
+        return tuple(self.names) if self.cfg.pointer_a else ()
 
     def bias(self) -> Factors:
         """The context-independent bias adapter: {target: (A (L, rb, d_in), B (L, d_out, rb))}."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -33,7 +34,8 @@ def save_hypernet(hyper: HyperNetwork, dest: Path, manifest: dict) -> Path:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_model(hyper, str(tmp / WEIGHTS), metadata={"config": hyper.cfg.to_json()})
+    # float16 on disk halves what the repository carries; loading casts back to float32.
+    save_model(copy.deepcopy(hyper).half(), str(tmp / WEIGHTS), metadata={"config": hyper.cfg.to_json(), "dtype": "float16"})
     manifest = {**manifest, "config": json.loads(hyper.cfg.to_json()),
                 "parameters": sum(p.numel() for p in hyper.parameters()),
                 "sha256": {WEIGHTS: sha256_file(tmp / WEIGHTS)}}

@@ -1,0 +1,71 @@
+"""The long-term weight memory: ledger, persistence, merge strategies, interference guard."""
+
+from __future__ import annotations
+
+import time
+
+from reverie.hypernet.adapter import Adapter
+from reverie.memory.guard import Guard, GuardConfig
+from reverie.memory.merges import MERGES, dense
+from reverie.memory.store import Attached, Memory, MemoryError_, memory_targets
+
+
+def _scaled(ad: Adapter, s: float) -> Adapter:
+    """The adapter with its document ranks (not its bias ranks) scaled by ``s``."""
+    rb = int(ad.meta.get("bias_rank", 0))
+    fac = {}
+    for t, (A, B) in ad.factors.items():
+        B = B.clone()
+        B[..., : B.shape[-1] - rb] *= s
+        fac[t] = (A, B)
+    return Adapter(fac, ad.scale, ad.layer_prefix, dict(ad.meta))
+
+
+def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guard: Guard | None = None,
+                excerpts: list[str] | None = None) -> list[str | None]:
+    """Merge a batch of adapters into the attached memory, each first passed through the
+    guard (scaled down until it fits, or refused). Returns the new item ids (None where
+    refused); the model's weights are refreshed to the new memory."""
+    mem = att.memory
+    keep, srcs, infos, out_idx, notes = [], [], [], [], []
+    if guard is not None:
+        # Items are measured in order, each on top of the ones accepted before it in this
+        # batch, so the guard sees what the batch does together, not each alone.
+        ref = guard.reference()
+        acc: dict = {}
+        for i, ad in enumerate(adapters):
+            f = {t: (A, B * ad.scale) for t, (A, B) in ad.factors.items()}
+            if mem.state["bias"] or acc:  # the bias is in (or going into) the memory: measure the document part
+                rb = int(ad.meta.get("bias_rank", 0))
+                f = {t: (A[:, : A.shape[1] - rb], B[..., : B.shape[-1] - rb]) for t, (A, B) in f.items()}
+            d, s, tries = dense(f), 1.0, []
+            for _ in range(guard.cfg.tries):
+                att.refresh({t: s * W + acc.get(t, 0) for t, W in d.items()})
+                m = guard.measure(ref)
+                tries.append({"scale": s, **m})
+                if guard.fits(m):
+                    break
+                s *= guard.cfg.shrink
+            ok = guard.fits(tries[-1])
+            info = {"tries": tries, "decision": ("accepted" if s == 1.0 else f"scaled x{s:g}") if ok else "refused"}
+            if ok:
+                acc = {t: s * W + acc.get(t, 0) for t, W in d.items()}
+                ref = guard.reference()  # the next item is measured against the batch so far
+                keep.append(_scaled(ad, s) if s != 1.0 else ad)
+                srcs.append(sources[i])
+                infos.append(info)
+                out_idx.append(i)
+            else:
+                notes.append({"event": "refused", "source_sha256": sources[i], "time": time.time(), "guard": info})
+        att.refresh()
+    else:
+        keep, srcs, infos, out_idx = list(adapters), list(sources), [{}] * len(adapters), list(range(len(adapters)))
+    ids = mem.add(keep, srcs, infos, notes, None if excerpts is None else [excerpts[i] for i in out_idx])
+    att.refresh()
+    res: list[str | None] = [None] * len(adapters)
+    for i, item in zip(out_idx, ids, strict=True):
+        res[i] = item
+    return res
+
+
+__all__ = ["MERGES", "Attached", "Guard", "GuardConfig", "Memory", "MemoryError_", "consolidate", "memory_targets"]

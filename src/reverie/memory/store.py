@@ -1,0 +1,399 @@
+"""`Memory`: the model's long-term weight memory, persisted in one directory.
+
+Layout of a memory directory::
+
+    memory.json              the committed state (atomically replaced: the commit point)
+    total-<gen>.safetensors  dense sum of every applied delta, per target (L, d_out, d_in),
+                             plus the merge strategy's own tensors
+    items/<id>.safetensors   one item: its raw factors and, when separable, its applied ones
+    ledger.jsonl             append-only event log (add, forget, snapshot, rollback, ...)
+    snapshots/<name>/        a copy of memory.json and its total
+    lock                     held (flock) by the one process allowed to write
+
+A write goes item files → new total → ledger line → memory.json (rename). A process killed
+anywhere before the rename leaves the previous state intact; files it left behind are
+swept on the next open, and ledger lines past the committed count are dropped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from reverie.errors import ReverieError
+from reverie.hypernet.adapter import Adapter
+from reverie.hypernet.lora import target_module
+from reverie.memory.merges import MERGES, Dense, Lowrank, MergeStrategy, dense
+from reverie.utils import atomic_write_bytes, atomic_write_text, sha256_file
+
+VERSION = 1
+
+
+class MemoryError_(ReverieError):
+    """A memory directory is locked, corrupt, or built for another model."""
+
+
+@dataclass
+class Item:
+    """One consolidated document."""
+
+    id: str
+    source_sha256: str
+    time: float
+    batch: int
+    exact: bool
+    """Its applied contribution is stored exactly (forget restores the weights)."""
+    meta: dict[str, Any]
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> str:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+def _flat(prefix: str, f: Lowrank) -> dict[str, torch.Tensor]:
+    out = {}
+    for t, (A, B) in f.items():
+        out[f"{prefix}.{t}.A"], out[f"{prefix}.{t}.B"] = A.float(), B.float()
+    return out
+
+
+def _unflat(prefix: str, d: dict[str, torch.Tensor]) -> Lowrank:
+    ts = {k[len(prefix) + 1 : -2] for k in d if k.startswith(prefix + ".")}
+    return {t: (d[f"{prefix}.{t}.A"], d[f"{prefix}.{t}.B"]) for t in ts}
+
+
+class Memory:
+    """Open (or create) a memory in ``path`` for a base model with ``fingerprint``.
+
+    ``targets`` maps each target module to (L, d_out, d_in); ``strategy`` names a merge
+    strategy from the registry (fixed at creation). Opening takes the writer lock unless
+    ``readonly``.
+    """
+
+    def __init__(self, path: str | Path, fingerprint: str, targets: dict[str, tuple[int, int, int]],
+                 strategy: str = "add", strategy_kw: dict | None = None, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock_fd: int | None = None
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "items").mkdir(exist_ok=True)
+        if not readonly:
+            self._lock()
+        state_p = self.path / "memory.json"
+        if state_p.is_file():
+            for attempt in range(3):  # a reader may race a writer replacing the total: read again
+                try:
+                    self.state = json.loads(state_p.read_text())
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    raise MemoryError_(f"corrupt memory state {state_p}: {e}") from e
+                if not isinstance(self.state, dict) or not {"version", "total", "items", "strategy"} <= self.state.keys():
+                    raise MemoryError_(f"corrupt memory state {state_p}: not a reverie memory")
+                if self.state.get("fingerprint") != fingerprint:
+                    raise MemoryError_(f"memory {self.path} belongs to another base model "
+                                       f"(fingerprint {self.state.get('fingerprint')}, this model {fingerprint})")
+                self.strategy = _strategy(self.state["strategy"], self.state["strategy_kw"])
+                try:
+                    self.total, self.strategy.state = self._load_total(self.state)
+                    break
+                except MemoryError_:
+                    if not readonly or attempt == 2:
+                        raise
+                    time.sleep(0.2)
+        else:
+            if strategy not in MERGES:
+                raise MemoryError_(f"unknown merge strategy {strategy!r} (known: {', '.join(MERGES)})")
+            self.strategy = _strategy(strategy, strategy_kw or {})
+            self.total = {t: torch.zeros(s) for t, s in targets.items()}
+            self.state = {"version": VERSION, "fingerprint": fingerprint, "strategy": strategy,
+                          "strategy_kw": strategy_kw or {}, "generation": 0, "total": None, "total_sha256": None,
+                          "items": [], "bias": None, "ledger_lines": 0, "batches": 0}
+            if not readonly:
+                self._commit(self.state, self.total)
+        if not readonly:
+            self._sweep()
+
+    # -- locking and crash recovery ------------------------------------------------------------------
+    def _lock(self) -> None:
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise MemoryError_(f"memory {self.path} is being written by another process; wait for it or use another --memory") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _sweep(self) -> None:
+        """Remove what an interrupted write left behind; drop uncommitted ledger lines."""
+        keep = {self.state["total"]}
+        for p in self.path.iterdir():
+            if p.name.startswith("total-") and p.name not in keep or p.name.startswith(".") and p.name.endswith(".tmp"):
+                p.unlink()
+        live = set(self.state["items"]) | ({self.state["bias"]} if self.state["bias"] else set())
+        for p in (self.path / "items").iterdir():
+            if p.stem not in live and not self._in_snapshot(p.stem):
+                p.unlink()
+        led = self.path / "ledger.jsonl"
+        if led.is_file():
+            lines = led.read_bytes().split(b"\n")[: self.state["ledger_lines"]]
+            data = b"".join(line + b"\n" for line in lines)
+            if data != led.read_bytes():
+                atomic_write_bytes(led, data)
+
+    def _in_snapshot(self, item: str) -> bool:
+        snaps = self.path / "snapshots"
+        return snaps.is_dir() and any(item in json.loads((s / "memory.json").read_text())["items"]
+                                      for s in snaps.iterdir() if (s / "memory.json").is_file())
+
+    def _load_total(self, state: dict) -> tuple[Dense, dict[str, torch.Tensor]]:
+        p = self.path / state["total"]
+        if not p.is_file() or sha256_file(p) != state["total_sha256"]:
+            raise MemoryError_(f"memory {self.path}: {state['total']} is missing or does not match its checksum")
+        d = load_file(str(p))
+        return ({k[6:]: v for k, v in d.items() if k.startswith("total.")},
+                {k[6:]: v for k, v in d.items() if k.startswith("state.")})
+
+    def _commit(self, state: dict, total: Dense, events: list[dict] | None = None) -> None:
+        if self.readonly:
+            raise MemoryError_(f"memory {self.path} was opened read-only")
+        gen = state["generation"] + 1
+        name = f"total-{gen:06d}.safetensors"
+        tensors = {f"total.{t}": W for t, W in total.items()} | {f"state.{k}": v for k, v in self.strategy.state.items()}
+        sha = _save_tensors(self.path / name, tensors)
+        led = self.path / "ledger.jsonl"
+        n = state["ledger_lines"]
+        if events:
+            with open(led, "ab") as f:
+                for e in events:
+                    f.write((json.dumps(e, sort_keys=True) + "\n").encode())
+                f.flush()
+                os.fsync(f.fileno())
+            n += len(events)
+        new = {**state, "generation": gen, "total": name, "total_sha256": sha, "ledger_lines": n}
+        atomic_write_text(self.path / "memory.json", json.dumps(new, indent=1))  # the commit point
+        old = state.get("total")
+        self.state, self.total = new, total
+        if old and old != name and (self.path / old).exists():
+            (self.path / old).unlink()
+
+    # -- items ---------------------------------------------------------------------------------------
+    @property
+    def items(self) -> list[str]:
+        return list(self.state["items"])
+
+    def ledger(self) -> list[dict]:
+        led = self.path / "ledger.jsonl"
+        if not led.is_file():
+            return []
+        return [json.loads(line) for line in led.read_text().splitlines()[: self.state["ledger_lines"]]]
+
+    def item(self, item_id: str) -> dict:
+        for e in reversed(self.ledger()):
+            if e.get("event") == "add" and e["id"] == item_id:
+                return e
+        raise MemoryError_(f"no memory item {item_id!r} in {self.path}")
+
+    def factors(self, item_id: str, applied: bool = True) -> Lowrank:
+        """An item's low-rank delta (scale folded into B): as applied, or as injected."""
+        p = self.path / "items" / f"{item_id}.safetensors"
+        if not p.is_file():
+            raise MemoryError_(f"no memory item {item_id!r} in {self.path}")
+        d = load_file(str(p))
+        f = _unflat("applied", d)
+        return f if applied and f else _unflat("raw", d)
+
+    def add(self, adapters: list[Adapter], sources: list[str], guard_info: list[dict] | None = None,
+            notes: list[dict] | None = None, excerpts: list[str] | None = None) -> list[str]:
+        """Consolidate a batch of adapters (one per source hash) under the merge strategy;
+        ``notes`` are extra ledger events committed with it (e.g. refused updates).
+
+        A hypernetwork adapter carries its context-independent bias as its last ranks
+        (``meta['bias_rank']``); the memory adds that bias once, not once per item."""
+        if not adapters:
+            if notes:
+                self._commit(self.state, self.total, notes)
+            return []
+        raw: list[Lowrank] = []
+        events, ids = list(notes or []), []
+        bias: Lowrank | None = None
+        for ad in adapters:
+            rb = int(ad.meta.get("bias_rank", 0))
+            f = {t: (A.float(), B.float() * ad.scale) for t, (A, B) in ad.factors.items()}
+            if rb:
+                f_all = f
+                f = {t: (A[:, :-rb], B[..., :-rb]) for t, (A, B) in f_all.items()}
+            if rb and bias is None:  # the same for every adapter of one hypernetwork
+                bias = {t: (A[:, -rb:], B[..., -rb:]) for t, (A, B) in f_all.items()}
+            raw.append(f)
+        state = {**self.state, "items": list(self.state["items"]), "batches": self.state["batches"] + 1}
+        total = {t: W.clone() for t, W in self.total.items()}
+        if bias is not None and not state["bias"]:
+            _save_tensors(self.path / "items" / "bias.safetensors", _flat("applied", bias))
+            for t, W in dense(bias).items():
+                total[t] += W
+            state["bias"] = "bias"
+            events.append({"event": "bias", "time": time.time()})
+        applied = self.strategy.apply(total, raw)
+        for t, W in applied.total.items():
+            total[t] += W
+        now = time.time()
+        for i, (f, src) in enumerate(zip(raw, sources, strict=True)):
+            item_id = uuid.uuid4().hex[:12]
+            # Stored once when the strategy applied the item as it came (``factors`` falls back to raw).
+            mine = applied.items[i] if applied.items is not None else None
+            tensors = _flat("raw", f) | ({} if mine is None or mine is f else _flat("applied", mine))
+            _save_tensors(self.path / "items" / f"{item_id}.safetensors", tensors)
+            exact = applied.items is not None
+            norm = sum(float(W.norm() ** 2) for W in dense(applied.items[i] if applied.items else f).values()) ** 0.5
+            layers = sorted({int(li) for A, B in f.values() for li in range(A.shape[0]) if B[li].abs().sum() > 0})
+            events.append({"event": "add", "id": item_id, "time": now, "batch": state["batches"], "exact": exact,
+                           "strategy": self.strategy.name, "source_sha256": src, "layers": layers,
+                           "delta_norm": round(norm, 5), "guard": (guard_info or [{}] * len(raw))[i],
+                           "excerpt": (excerpts or [""] * len(raw))[i][:240],
+                           "meta": {k: v for k, v in adapters[i].meta.items() if isinstance(v, (str, int, float))}})
+            state["items"].append(item_id)
+            ids.append(item_id)
+        rep = self.strategy.after(total, len(state["items"]))
+        if rep is not None:
+            total = rep
+            for it in state["items"]:
+                _mark_inexact(events, it)
+            state["recompressed"] = list(state["items"])
+            events.append({"event": "recompress", "time": now, "n_items": len(state["items"])})
+        self._commit(state, total, events)
+        return ids
+
+    def forget(self, item_id: str) -> bool:
+        """Remove an item's contribution; returns whether that was exact."""
+        if item_id not in self.state["items"]:
+            raise MemoryError_(f"no memory item {item_id!r} in {self.path}")
+        entry = self.item(item_id)
+        exact = entry["exact"] and item_id not in self.state.get("recompressed", [])
+        f = self.factors(item_id, applied=exact)
+        total = {t: W.clone() for t, W in self.total.items()}
+        for t, W in dense(f).items():
+            total[t] -= W
+        state = {**self.state, "items": [i for i in self.state["items"] if i != item_id]}
+        self._commit(state, total, [{"event": "forget", "id": item_id, "time": time.time(), "exact": exact}])
+        return exact
+
+    # -- snapshots -----------------------------------------------------------------------------------
+    def snapshot(self, name: str) -> Path:
+        d = self.path / "snapshots" / name
+        if d.exists():
+            raise MemoryError_(f"snapshot {name!r} already exists in {self.path}")
+        tmp = d.with_name(f".{name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        shutil.copy2(self.path / self.state["total"], tmp / self.state["total"])
+        atomic_write_text(tmp / "memory.json", json.dumps(self.state, indent=1))
+        tmp.rename(d)
+        self._commit(self.state, self.total, [{"event": "snapshot", "name": name, "time": time.time()}])
+        return d
+
+    def snapshots(self) -> list[str]:
+        s = self.path / "snapshots"
+        return sorted(p.name for p in s.iterdir() if not p.name.startswith(".")) if s.is_dir() else []
+
+    def rollback(self, name: str) -> None:
+        d = self.path / "snapshots" / name
+        if not (d / "memory.json").is_file():
+            raise MemoryError_(f"no snapshot {name!r} in {self.path} (have: {', '.join(self.snapshots()) or 'none'})")
+        snap = json.loads((d / "memory.json").read_text())
+        p = d / snap["total"]
+        if sha256_file(p) != snap["total_sha256"]:
+            raise MemoryError_(f"snapshot {name!r} is corrupt (checksum mismatch)")
+        tensors = load_file(str(p))
+        self.strategy.state = {k[6:]: v for k, v in tensors.items() if k.startswith("state.")}
+        total = {k[6:]: v for k, v in tensors.items() if k.startswith("total.")}
+        state = {**snap, "generation": self.state["generation"], "total": self.state["total"],
+                 "ledger_lines": self.state["ledger_lines"]}
+        self._commit(state, total, [{"event": "rollback", "name": name, "time": time.time()}])
+
+    # -- using it ------------------------------------------------------------------------------------
+    def nbytes(self) -> int:
+        """Bytes on disk."""
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+    def delta_norm(self) -> float:
+        return sum(float(W.norm() ** 2) for W in self.total.values()) ** 0.5
+
+    def as_adapter(self, rank: int | None = None) -> Adapter:
+        """The whole memory as one LoRA adapter (SVD of the total; exact at full rank)."""
+        fac = {}
+        for t, W in self.total.items():
+            U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+            k = rank or int((S > S.amax() * 1e-6).sum(-1).max().item()) or 1
+            fac[t] = (Vh[:, :k].contiguous(), (U[..., :k] * S[:, None, :k]).contiguous())
+        return Adapter(fac, 1.0, meta={"items": len(self.items)})
+
+
+def _mark_inexact(events: list[dict], item_id: str) -> None:
+    for e in events:
+        if e.get("id") == item_id:
+            e["exact"] = False
+
+
+def _strategy(name: str, kw: dict) -> MergeStrategy:
+    return MERGES[name](**kw)
+
+
+class Attached:
+    """The memory merged into a model's weights: W = W0 + total, W0 kept aside so that
+    refreshing after a forget or rollback is exact (no drift from add/subtract)."""
+
+    def __init__(self, model: torch.nn.Module, memory: Memory):
+        self.model, self.memory = model, memory
+        self.w0 = {(t, i): _weight(model, i, t).detach().clone() for t, W in memory.total.items() for i in range(W.shape[0])}
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self, extra: Dense | None = None) -> None:
+        for (t, i), w0 in self.w0.items():
+            w = _weight(self.model, i, t)
+            d = self.memory.total[t][i] + (0 if extra is None else extra[t][i])
+            w.copy_((w0.float() + d).to(w.dtype))
+
+    @torch.no_grad()
+    def detach(self) -> None:
+        for (t, i), w0 in self.w0.items():
+            _weight(self.model, i, t).copy_(w0)
+
+
+def memory_targets(model: torch.nn.Module, n_layers: int, targets: list[str]) -> dict[str, tuple[int, int, int]]:
+    """target -> (layers, d_out, d_in): the shape of the memory's dense total."""
+    return {t: (n_layers, *_weight(model, 0, t).shape) for t in targets}  # type: ignore[misc]
+
+
+def _weight(model: torch.nn.Module, layer: int, target: str) -> torch.Tensor:
+    w = target_module(model, layer, target).weight
+    assert isinstance(w, torch.Tensor)
+    return w

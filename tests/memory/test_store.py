@@ -1,0 +1,193 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from reverie.base.model import BaseModel
+from reverie.hypernet.adapter import Adapter
+from reverie.hypernet.lora import target_module
+from reverie.memory import (
+    MERGES,
+    Attached,
+    Guard,
+    GuardConfig,
+    Memory,
+    MemoryError_,
+    consolidate,
+    memory_targets,
+)
+from reverie.memory.merges import dense
+
+T = "mlp.down_proj"
+
+
+def _adapter(seed: int, L=2, r=3, d_in=64, d_out=32, bias_rank=0) -> Adapter:
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(L, r + bias_rank, d_in, generator=g) * 0.1
+    B = torch.randn(L, d_out, r + bias_rank, generator=g) * 0.1
+    return Adapter({T: (A, B)}, 2.0, meta={"bias_rank": bias_rank} if bias_rank else {})
+
+
+def _mem(path, strategy="add", **kw) -> Memory:
+    return Memory(path, "fp", {T: (2, 32, 64)}, strategy=strategy, strategy_kw=kw)
+
+
+def test_add_sums_and_forget_is_exact(tmp_path):
+    with _mem(tmp_path / "m") as m:
+        ids = m.add([_adapter(0), _adapter(1)], ["a", "b"])
+        ids += m.add([_adapter(2)], ["c"])
+        want = sum(2.0 * (_adapter(i).factors[T][1] @ _adapter(i).factors[T][0]) for i in range(3))
+        assert torch.allclose(m.total[T], want, atol=1e-6)
+        assert m.forget(ids[1]) is True
+        want2 = sum(2.0 * (_adapter(i).factors[T][1] @ _adapter(i).factors[T][0]) for i in (0, 2))
+        assert torch.allclose(m.total[T], want2, atol=1e-6)
+        assert [e["event"] for e in m.ledger()] == ["add", "add", "add", "forget"]
+    # persisted: reopen and find the same state
+    with _mem(tmp_path / "m") as m2:
+        assert torch.allclose(m2.total[T], want2, atol=1e-6)
+        assert len(m2.items) == 2
+
+
+def test_bias_is_added_once(tmp_path):
+    with _mem(tmp_path / "m") as m:
+        m.add([_adapter(0, bias_rank=2), _adapter(1, bias_rank=2)], ["a", "b"])
+        m.add([_adapter(2, bias_rank=2)], ["c"])
+        parts = [_adapter(i, bias_rank=2).factors[T] for i in range(3)]
+        want = sum(2.0 * (B[..., :3] @ A[:, :3]) for A, B in parts) + 2.0 * (parts[0][1][..., 3:] @ parts[0][0][:, 3:])
+        assert torch.allclose(m.total[T], want, atol=1e-5)
+
+
+def test_second_writer_is_refused(tmp_path):
+    with _mem(tmp_path / "m"):
+        with pytest.raises(MemoryError_, match="another process"):
+            _mem(tmp_path / "m")
+
+
+def test_corrupt_total_is_detected(tmp_path):
+    with _mem(tmp_path / "m") as m:
+        m.add([_adapter(0)], ["a"])
+        total = tmp_path / "m" / m.state["total"]
+    total.write_bytes(total.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(MemoryError_, match="checksum"):
+        _mem(tmp_path / "m")
+
+
+def test_wrong_model_is_refused(tmp_path):
+    _mem(tmp_path / "m").close()
+    with pytest.raises(MemoryError_, match="another base model"):
+        Memory(tmp_path / "m", "other", {T: (2, 32, 64)})
+
+
+def test_snapshot_and_rollback(tmp_path):
+    with _mem(tmp_path / "m") as m:
+        m.add([_adapter(0)], ["a"])
+        before = m.total[T].clone()
+        m.snapshot("s1")
+        m.add([_adapter(1)], ["b"])
+        assert not torch.allclose(m.total[T], before)
+        m.rollback("s1")
+        assert torch.equal(m.total[T], before)
+        assert len(m.items) == 1
+        with pytest.raises(MemoryError_, match="no snapshot"):
+            m.rollback("nope")
+
+
+@pytest.mark.parametrize("name", sorted(MERGES))
+def test_every_strategy_runs_and_persists(tmp_path, name):
+    with _mem(tmp_path / name, name) as m:
+        for i in range(0, 6, 2):
+            m.add([_adapter(i), _adapter(i + 1)], [str(i), str(i + 1)])
+        assert all(torch.isfinite(W).all() for W in m.total.values())
+        total = m.total[T].clone()
+    with _mem(tmp_path / name, name) as m2:
+        assert torch.equal(m2.total[T], total)
+
+
+def test_orthogonal_projects_away_from_earlier_rows(tmp_path):
+    with _mem(tmp_path / "m", "orthogonal") as m:
+        m.add([_adapter(0)], ["a"])
+        i2 = m.add([_adapter(1)], ["b"])[0]
+        A0 = _adapter(0).factors[T][0]
+        A1 = m.factors(i2)[T][0]
+        assert (A1 @ A0.transpose(1, 2)).abs().max() < 1e-4
+
+
+def test_svd_keeps_a_fixed_rank(tmp_path):
+    with _mem(tmp_path / "m", "svd", period=4, budget=2) as m:
+        m.add([_adapter(i) for i in range(4)], list("abcd"))
+        assert int(torch.linalg.matrix_rank(m.total[T][0])) <= 2
+        assert all(e["exact"] is False for e in m.ledger() if e["event"] == "add")
+
+
+def test_export_as_adapter_reproduces_total(tmp_path):
+    with _mem(tmp_path / "m") as m:
+        m.add([_adapter(0), _adapter(1)], ["a", "b"])
+        ad = m.as_adapter()
+        assert torch.allclose(dense({T: (ad.factors[T][0], ad.factors[T][1])})[T], m.total[T], atol=1e-5)
+
+
+def test_attached_forget_restores_weights(tmp_path, tiny_llama_dir):
+    bm = BaseModel.load(tiny_llama_dir)
+    w0 = [target_module(bm.model, i, T).weight.detach().clone() for i in range(bm.n_layers)]
+    with Memory(tmp_path / "m", "fp", memory_targets(bm.model, bm.n_layers, [T])) as m:
+        att = Attached(bm.model, m)
+        ids = consolidate(att, [_adapter(0), _adapter(1)], ["a", "b"])
+        assert not torch.allclose(target_module(bm.model, 0, T).weight, w0[0])
+        for i in ids:
+            m.forget(i)
+        att.refresh()
+        for i in range(bm.n_layers):
+            assert torch.allclose(target_module(bm.model, i, T).weight, w0[i], atol=1e-6)
+
+
+def test_guard_refuses_a_destructive_update(tmp_path, tiny_llama_dir, world):
+    bm = BaseModel.load(tiny_llama_dir)
+    guard = Guard(bm, world, GuardConfig(n_closed=8, n_context=4, max_changed=0.0, max_kl=1e-6, tries=2))
+    with Memory(tmp_path / "m", "fp", memory_targets(bm.model, bm.n_layers, [T])) as m:
+        att = Attached(bm.model, m)
+        big = _adapter(0)
+        big.factors[T] = (big.factors[T][0] * 100, big.factors[T][1] * 100)
+        ids = consolidate(att, [big], ["x"], guard)
+        assert ids == [None]
+        assert m.ledger()[-1]["event"] == "refused"
+        assert m.total[T].abs().max() == 0
+        ids = consolidate(att, [_adapter(1)], ["y"], Guard(bm, world, GuardConfig(n_closed=8, n_context=4, max_changed=1.0, max_kl=1e9, max_drift=1.0)))
+        assert ids[0] is not None and m.item(ids[0])["guard"]["decision"] == "accepted"
+
+
+WRITER = """
+import sys, torch
+sys.path.insert(0, {root!r})
+from tests.memory.test_store import _adapter, _mem
+m = _mem({path!r})
+i = len(m.items)
+while True:
+    m.add([_adapter(i), _adapter(i + 1)], [str(i), str(i + 1)])
+    if i % 3 == 0 and m.items:
+        m.forget(m.items[0])
+    i += 2
+"""
+
+
+@pytest.mark.slow
+def test_killed_writer_never_corrupts(tmp_path):
+    path = str(tmp_path / "m")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for k in range(8):
+        p = subprocess.Popen([sys.executable, "-c", WRITER.format(root=root, path=path)])
+        time.sleep(3.0 + 0.41 * k)  # past the imports, then at a different point of a write each time
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        with _mem(path) as m:  # opens: checksums verified, leftovers swept
+            want = torch.zeros(2, 32, 64)
+            for i in m.items:
+                want += dense(m.factors(i))[T]
+            assert torch.allclose(m.total[T], want, atol=1e-4)
+            assert len(m.ledger()) == m.state["ledger_lines"]
+            state = json.loads((tmp_path / "m" / "memory.json").read_text())
+            assert state["total"] == m.state["total"]

@@ -1,0 +1,70 @@
+"""The memory commands end to end on the embedded model and hypernetwork (slow)."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reverie.base.model import DEFAULT_MODEL_DIR
+from reverie.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+@pytest.fixture()
+def bios(tmp_path):
+    from reverie.eval.qa import documents
+    from reverie.world import World
+
+    w = World()
+    docs = documents(w, w.held_out[:2], 5)
+    paths = []
+    for i, d in enumerate(docs.values()):
+        p = tmp_path / f"bio{i}.txt"
+        p.write_text(d)
+        paths.append(str(p))
+    return paths
+
+
+def test_consolidate_list_show_forget_export(tmp_path, bios):
+    if not (DEFAULT_MODEL_DIR / "hypernet").exists():
+        pytest.skip("no hypernetwork shipped")
+    mem = str(tmp_path / "mem")
+    r = runner.invoke(app, ["consolidate", *bios, "--memory", mem, "--json", "--no-guard"])
+    assert r.exit_code == 0, r.output
+    ids = [row["id"] for row in json.loads(r.stdout.strip().splitlines()[-1])]
+    assert all(ids)
+    r = runner.invoke(app, ["memories", "list", "--memory", mem, "--json"])
+    listed = json.loads(r.stdout)
+    assert [i["id"] for i in listed["items"]] == ids and listed["items"][0]["excerpt"]
+    r = runner.invoke(app, ["memories", "show", ids[0], "--memory", mem, "--json"])
+    shown = json.loads(r.stdout)
+    assert shown["layers"] and shown["delta_norm"] > 0 and shown["live"]
+    assert runner.invoke(app, ["memories", "snapshot", "two", "--memory", mem]).exit_code == 0
+    assert runner.invoke(app, ["memories", "forget", ids[0], "--memory", mem]).exit_code == 0
+    assert len(json.loads(runner.invoke(app, ["memories", "list", "--memory", mem, "--json"]).stdout)["items"]) == 1
+    assert runner.invoke(app, ["memories", "rollback", "two", "--memory", mem]).exit_code == 0
+    assert len(json.loads(runner.invoke(app, ["memories", "list", "--memory", mem, "--json"]).stdout)["items"]) == 2
+
+    # the memory as a peft adapter gives the same weights as the memory merged in
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    assert runner.invoke(app, ["export", "peft", str(tmp_path / "ad"), "--memory", mem]).exit_code == 0
+    assert runner.invoke(app, ["export", "merged", str(tmp_path / "merged"), "--memory", mem]).exit_code == 0
+    base = AutoModelForCausalLM.from_pretrained(str(DEFAULT_MODEL_DIR), dtype=torch.float32)
+    peft_merged = PeftModel.from_pretrained(base, str(tmp_path / "ad")).merge_and_unload()
+    merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged"), dtype=torch.float32)
+    for (n, a), (_, b) in zip(peft_merged.state_dict().items(), merged.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-3), n
+
+
+def test_memory_errors_are_one_line(tmp_path):
+    r = runner.invoke(app, ["memories", "list", "--memory", str(tmp_path / "none")])
+    assert r.exit_code == 1 and "no memory at" in r.output
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "memory.json").write_text("{not json")
+    r = runner.invoke(app, ["memories", "list", "--memory", str(tmp_path / "bad")])
+    assert r.exit_code == 1 and "corrupt memory state" in r.output
