@@ -6,7 +6,9 @@ import hashlib
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -17,6 +19,23 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+T = TypeVar("T", bound=type)
+
+
+def registrar(table: dict[str, Any]) -> Callable[[str], Callable[[T], T]]:
+    """A ``register(name)`` class decorator for one registry (injectors, merge strategies…):
+    it sets ``cls.name`` and files the class under that name."""
+
+    def register(name: str) -> Callable[[T], T]:
+        def deco(cls: T) -> T:
+            cls.name = name  # type: ignore[attr-defined]
+            table[name] = cls
+            return cls
+
+        return deco
+
+    return register
 
 
 def warmup_cosine(step: int, peak: float, warmup: int, length: int, floor: float = 0.1) -> float:

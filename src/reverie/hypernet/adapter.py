@@ -38,6 +38,18 @@ class Adapter:
     def nbytes(self) -> int:
         return sum(a.numel() * a.element_size() + b.numel() * b.element_size() for a, b in self.factors.values())
 
+    def parts(self) -> tuple[Factors, Factors | None]:
+        """(document ranks, bias ranks or None) in float32 with ``scale`` folded into B.
+
+        A hypernetwork adapter carries its context-independent bias as its last
+        ``meta['bias_rank']`` ranks; a memory must add that bias once, not once per item."""
+        rb = int(self.meta.get("bias_rank", 0))
+        f = {t: (A.float(), B.float() * self.scale) for t, (A, B) in self.factors.items()}
+        if not rb:
+            return f, None
+        return ({t: (A[:, :-rb], B[..., :-rb]) for t, (A, B) in f.items()},
+                {t: (A[:, -rb:], B[..., -rb:]) for t, (A, B) in f.items()})
+
     def delta_norm(self) -> float:
         """Frobenius norm of the full delta over all layers and targets."""
         tot = 0.0

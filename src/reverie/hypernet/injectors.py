@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,17 +19,12 @@ from reverie.errors import InputError
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.lora import applied, layer_prefix, target_dims
 from reverie.hypernet.model import HyperNetwork
+from reverie.utils import registrar
 
 INJECTORS: dict[str, type[Injector]] = {}
 
 
-def register(name: str) -> Callable[[type[Injector]], type[Injector]]:
-    def deco(cls: type[Injector]) -> type[Injector]:
-        cls.name = name
-        INJECTORS[name] = cls
-        return cls
-
-    return deco
+register = registrar(INJECTORS)
 
 
 def check_text(text: str | bytes) -> str:

@@ -232,15 +232,14 @@ def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group
     inj = HyperInjector(bm, hyper)
     ads = dict(zip(docs, inj.inject_many(list(docs.values())), strict=True))
     single = score(ask_injected(bm, qas, ads), qas).acc
-    rb = hyper.cfg.bias_rank
     summed: dict[str, Adapter] = {}
     names = list(docs)
     for i in range(0, n, group):
         members = names[i : i + group]
-        parts = [{t: (a[:, :-rb], b[..., :-rb]) for t, (a, b) in ads[m].factors.items()} for m in members]
-        bias = {t: (a[:, -rb:], b[..., -rb:]) for t, (a, b) in ads[members[0]].factors.items()}
-        merged = Adapter(concat(parts + [bias]), ads[members[0]].scale)
-        summed |= dict.fromkeys(members, merged)
+        parts = [ads[m].parts() for m in members]  # documents' ranks summed, the shared bias once
+        bias = parts[0][1]
+        assert bias is not None
+        summed |= dict.fromkeys(members, Adapter(concat([doc for doc, _ in parts] + [bias]), 1.0))
     composed = score(ask_injected(bm, qas, summed), qas).acc
     other = sample_questions(world, world.base[:n], 1, 2)
     plain = ask(bm, other)

@@ -34,14 +34,15 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
         ref = guard.reference()
         acc: dict = {}
         for i, ad in enumerate(adapters):
-            f = {t: (A, B * ad.scale) for t, (A, B) in ad.factors.items()}
-            if mem.state["bias"] or acc:  # the bias is in (or going into) the memory: measure the document part
-                rb = int(ad.meta.get("bias_rank", 0))
-                f = {t: (A[:, : A.shape[1] - rb], B[..., : B.shape[-1] - rb]) for t, (A, B) in f.items()}
-            d, s, tries = dense(f), 1.0, []
+            doc, bias = ad.parts()
+            d = dense(doc)
+            if bias is not None and not (mem.state["bias"] or acc):  # the bias goes in with the first item
+                db = dense(bias)
+                d = {t: W + db[t] for t, W in d.items()}
+            s, tries = 1.0, []
             for _ in range(guard.cfg.tries):
                 att.refresh({t: s * W + acc.get(t, 0) for t, W in d.items()})
-                m = guard.measure(ref)
+                m, now = guard.measure(ref)
                 tries.append({"scale": s, **m})
                 if guard.fits(m):
                     break
@@ -50,18 +51,19 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
             info = {"tries": tries, "decision": ("accepted" if s == 1.0 else f"scaled x{s:g}") if ok else "refused"}
             if ok:
                 acc = {t: s * W + acc.get(t, 0) for t, W in d.items()}
-                ref = guard.reference()  # the next item is measured against the batch so far
+                ref = now  # the next item is measured against the batch so far: the state just measured
                 keep.append(_scaled(ad, s) if s != 1.0 else ad)
                 srcs.append(sources[i])
                 infos.append(info)
                 out_idx.append(i)
             else:
                 notes.append({"event": "refused", "source_sha256": sources[i], "time": time.time(), "guard": info})
-        att.refresh()
     else:
         keep, srcs, infos, out_idx = list(adapters), list(sources), [{}] * len(adapters), list(range(len(adapters)))
-    ids = mem.add(keep, srcs, infos, notes, None if excerpts is None else [excerpts[i] for i in out_idx])
-    att.refresh()
+    try:
+        ids = mem.add(keep, srcs, infos, notes, None if excerpts is None else [excerpts[i] for i in out_idx])
+    finally:
+        att.refresh()  # the weights follow the memory (also when the guard left a trial delta in them)
     res: list[str | None] = [None] * len(adapters)
     for i, item in zip(out_idx, ids, strict=True):
         res[i] = item

@@ -87,15 +87,16 @@ class Guard:
         self.seconds += time.perf_counter() - t0
         return out
 
-    def measure(self, ref: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        """Effect of whatever has changed in the model since ``ref`` was taken."""
+    def measure(self, ref: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict[str, float], tuple[torch.Tensor, torch.Tensor]]:
+        """Effect of whatever has changed in the model since ``ref`` was taken, and the
+        probes' logits now (the reference for the next update if this one is kept)."""
         t0 = time.perf_counter()
         now, row = self._answer_logits()
         before, _ = ref
         kl = F.kl_div(F.log_softmax(now, -1), F.log_softmax(before, -1), log_target=True, reduction="batchmean")
         self.seconds += time.perf_counter() - t0
-        return {"kl": round(float(kl), 5), "changed": self._moved(now, before, row),
-                "drift": self._moved(now, self.base[0], row)}
+        return ({"kl": round(float(kl), 5), "changed": self._moved(now, before, row),
+                 "drift": self._moved(now, self.base[0], row)}, (now, row))
 
     def _moved(self, now: torch.Tensor, before: torch.Tensor, row: torch.Tensor) -> float:
         moved = (now.argmax(-1) != before.argmax(-1)).float()

@@ -9,11 +9,12 @@ so their per-item contributions are not separable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from peft.utils import merge_utils
+
+from reverie.utils import registrar
 
 Lowrank = dict[str, tuple[torch.Tensor, torch.Tensor]]  # target -> (A (L, r, d_in), B (L, d_out, r)), scale folded into B
 Dense = dict[str, torch.Tensor]  # target -> (L, d_out, d_in)
@@ -21,13 +22,7 @@ Dense = dict[str, torch.Tensor]  # target -> (L, d_out, d_in)
 MERGES: dict[str, type[MergeStrategy]] = {}
 
 
-def register(name: str) -> Callable[[type[MergeStrategy]], type[MergeStrategy]]:
-    def deco(cls: type[MergeStrategy]) -> type[MergeStrategy]:
-        cls.name = name
-        MERGES[name] = cls
-        return cls
-
-    return deco
+register = registrar(MERGES)
 
 
 def dense(f: Lowrank) -> Dense:

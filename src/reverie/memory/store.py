@@ -157,21 +157,24 @@ class Memory:
         for p in self.path.iterdir():
             if p.name.startswith("total-") and p.name not in keep or p.name.startswith(".") and p.name.endswith(".tmp"):
                 p.unlink()
-        live = set(self.state["items"]) | ({self.state["bias"]} if self.state["bias"] else set())
+        live = set(self.state["items"]) | ({self.state["bias"]} if self.state["bias"] else set()) | self._snapshot_items()
         for p in (self.path / "items").iterdir():
-            if p.stem not in live and not self._in_snapshot(p.stem):
+            if p.stem not in live:
                 p.unlink()
         led = self.path / "ledger.jsonl"
         if led.is_file():
-            lines = led.read_bytes().split(b"\n")[: self.state["ledger_lines"]]
-            data = b"".join(line + b"\n" for line in lines)
-            if data != led.read_bytes():
+            raw = led.read_bytes()
+            data = b"".join(line + b"\n" for line in raw.split(b"\n")[: self.state["ledger_lines"]])
+            if data != raw:
                 atomic_write_bytes(led, data)
 
-    def _in_snapshot(self, item: str) -> bool:
+    def _snapshot_items(self) -> set[str]:
+        """Items some snapshot still needs (kept by the sweep)."""
         snaps = self.path / "snapshots"
-        return snaps.is_dir() and any(item in json.loads((s / "memory.json").read_text())["items"]
-                                      for s in snaps.iterdir() if (s / "memory.json").is_file())
+        if not snaps.is_dir():
+            return set()
+        return {i for s in snaps.iterdir() if (s / "memory.json").is_file()
+                for i in json.loads((s / "memory.json").read_text())["items"]}
 
     def _load_total(self, state: dict) -> tuple[Dense, dict[str, torch.Tensor]]:
         p = self.path / state["total"]
@@ -233,10 +236,8 @@ class Memory:
     def add(self, adapters: list[Adapter], sources: list[str], guard_info: list[dict] | None = None,
             notes: list[dict] | None = None, excerpts: list[str] | None = None) -> list[str]:
         """Consolidate a batch of adapters (one per source hash) under the merge strategy;
-        ``notes`` are extra ledger events committed with it (e.g. refused updates).
-
-        A hypernetwork adapter carries its context-independent bias as its last ranks
-        (``meta['bias_rank']``); the memory adds that bias once, not once per item."""
+        ``notes`` are extra ledger events committed with it (e.g. refused updates). A bias
+        adapter (see :meth:`Adapter.parts`) is added once, with the memory's first item."""
         if not adapters:
             if notes:
                 self._commit(self.state, self.total, notes)
@@ -245,14 +246,9 @@ class Memory:
         events, ids = list(notes or []), []
         bias: Lowrank | None = None
         for ad in adapters:
-            rb = int(ad.meta.get("bias_rank", 0))
-            f = {t: (A.float(), B.float() * ad.scale) for t, (A, B) in ad.factors.items()}
-            if rb:
-                f_all = f
-                f = {t: (A[:, :-rb], B[..., :-rb]) for t, (A, B) in f_all.items()}
-            if rb and bias is None:  # the same for every adapter of one hypernetwork
-                bias = {t: (A[:, -rb:], B[..., -rb:]) for t, (A, B) in f_all.items()}
-            raw.append(f)
+            doc, b = ad.parts()
+            bias = bias or b  # the same for every adapter of one hypernetwork
+            raw.append(doc)
         state = {**self.state, "items": list(self.state["items"]), "batches": self.state["batches"] + 1}
         total = {t: W.clone() for t, W in self.total.items()}
         if bias is not None and not state["bias"]:
