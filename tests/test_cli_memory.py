@@ -68,3 +68,30 @@ def test_memory_errors_are_one_line(tmp_path):
     (tmp_path / "bad" / "memory.json").write_text("{not json")
     r = runner.invoke(app, ["memories", "list", "--memory", str(tmp_path / "bad")])
     assert r.exit_code == 1 and "corrupt memory state" in r.output
+
+
+def test_read_ask_sleep(tmp_path, bios):
+    from reverie.world import World
+
+    mem = str(tmp_path / "mem")
+    p = World().held_out[0]
+    r = runner.invoke(app, ["read", bios[0], "--memory", mem, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["buffered"] == 1
+    r = runner.invoke(app, ["ask", f"In which city does {p.name} work?", "--memory", mem])
+    assert r.exit_code == 0 and r.stdout.strip() == p.attrs["employer_city"]  # from the working context
+    r = runner.invoke(app, ["sleep", "--memory", mem, "--json", "--no-guard"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rep["consolidated"] == 1 and rep["replay_rows"] > 0
+    r = runner.invoke(app, ["memories", "show", rep["items"][0], "--memory", mem, "--json"])
+    shown = json.loads(r.stdout)
+    assert r.exit_code == 0 and len(shown["probe"]) == 6  # one question per attribute stated
+    assert {row["key"].split("|")[0] for row in shown["probe"]} == {p.name}
+    assert sum(row["answer_now"] == p.attrs[row["key"].split("|")[1]] for row in shown["probe"]) >= 3
+    r = runner.invoke(app, ["read", str(tmp_path / "missing.txt"), "--memory", mem])
+    assert r.exit_code != 0 and "missing.txt" in r.output
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    r = runner.invoke(app, ["read", str(empty), "--memory", mem])
+    assert r.exit_code != 0 and "empty" in r.output

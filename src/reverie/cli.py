@@ -132,6 +132,9 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    group_sizes: Annotated[str, typer.Option(help="Comma-separated sizes of the groups whose adapters are summed (1 = single documents).")] = "1",
                    init: Annotated[str | None, typer.Option(help="Start a new stage from this run folder or hypernetwork folder.")] = None,
                    shared: Annotated[float, typer.Option(help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
+                   device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
+                   max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
+                   eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400).")] = None,
                    export: Annotated[bool, typer.Option(help="Ship the result beside the base model (its hypernet/ folder).")] = False) -> None:
     """Meta-train the hypernetwork (resumable). Multi-process: `torchrun --nproc_per_node N -m reverie.cli train hypernet`."""
     from reverie.hypernet.train import setup
@@ -141,7 +144,8 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
     except ValueError:
         raise ReverieError(f"--group-sizes {group_sizes!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
     setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
-          export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared)
+          export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared,
+          device=device, max_seconds=max_seconds, eval_every=eval_every)
 
 
 # ---- eval -------------------------------------------------------------------------------
@@ -211,6 +215,37 @@ def bench_sequential(model: ModelOpt = None, as_json: JsonOpt = False, seed: See
     emit(r["summary"] | {"seed": seed, "wall_s": r["wall_s"]}, as_json, "Sequential injections")
 
 
+@bench_app.command("stream")
+@friendly
+def bench_stream(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
+                 days: Annotated[int, typer.Option(help="Days in the stream.")] = 30,
+                 people_per_day: Annotated[int, typer.Option(help="New biographies read per day.")] = 3,
+                 mode: Annotated[list[str] | None, typer.Option(help="replay and/or no_replay (repeatable; default both).")] = None,
+                 replay_steps: Annotated[int, typer.Option(help="AdamW steps of each night's replay.")] = 60,
+                 replay_items: Annotated[int, typer.Option(help="Earlier items sampled for each night's replay.")] = 24,
+                 guard: Annotated[bool, typer.Option(help="Pass every update through the interference guard.")] = True,
+                 results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """Read a world stream by day and sleep by night: daily accuracy with and without
+    replay, update_success, stale_rate, sleep time against reading time."""
+    from reverie.eval import bench_stream as bst
+    from reverie.eval import results as res
+    from reverie.utils import atomic_write_text
+
+    for m in mode or []:
+        if m not in bst.MODES:
+            raise ReverieError(f"unknown mode {m!r} (known: {', '.join(bst.MODES)})")
+    t0 = time.time()
+    with err.status("bench stream") as st:
+        r = bst.run(None if model is None else str(model), seed=seed, days=days, people_per_day=people_per_day, guard=guard,
+                    modes=tuple(mode or bst.MODES), replay_steps=replay_steps, replay_items=replay_items,
+                    progress=st.update)
+    r = res.stamp(r, seed, str(model or "embedded"), t0)
+    out_dir = res.write("bench_stream", r, results, "Stream")
+    atomic_write_text(out_dir / "bench_stream.md", bst.markdown(r))
+    bst.plot(r, out_dir / "bench_stream.png")
+    emit(r, as_json, "Stream")
+
+
 @app.command()
 @friendly
 def inject(file: Annotated[str, typer.Argument(help="Text file to inject, or - for standard input.")],
@@ -234,7 +269,8 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
         adapter: Annotated[list[Path] | None, typer.Option(help="Adapter folder(s) to apply (repeatable).")] = None,
         context: Annotated[Path | None, typer.Option(help="A text file to put in context.")] = None,
         model: ModelOpt = None,
-        memory: Annotated[Path | None, typer.Option("--memory", help="Answer with this weight memory merged in.")] = None) -> None:
+        memory: Annotated[Path | None, typer.Option("--memory", help="Answer with this weight memory merged in (and what was read since its last sleep in context).")] = None,
+        working: Annotated[bool, typer.Option(help="With --memory: put what was read since the last sleep in context.")] = True) -> None:
     """Answer a question greedily, optionally with adapters merged in and/or a document in context."""
     from reverie.base.model import BaseModel, decode_input
     from reverie.hypernet.adapter import Adapter
@@ -242,9 +278,15 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
 
     if memory is not None:
         from reverie.memory import Attached
+        from reverie.sleep.buffer import Buffer, fit_context
 
         bm, mem = _open_memory(memory, model)
         Attached(bm.model, mem)
+        if context is None and working:
+            buf = Buffer(mem.path / "buffer", {e["buffer_id"] for e in mem.ledger() if "buffer_id" in e}, readonly=True)
+            ctx = fit_context(bm, [o.text for o in buf.items()], decode_input(question))
+            out.print(bm.answer(question, ctx), highlight=False)
+            return
     else:
         bm = BaseModel.load(model)
     for a in adapter or []:
@@ -300,6 +342,55 @@ def consolidate(files: Annotated[list[str], typer.Argument(help="Text files to w
             out.print(f"{r['file']}: {r['id'] or '-'} ({r['status']})", highlight=False)
 
 
+@app.command()
+@friendly
+def read(file: Annotated[str, typer.Argument(help="Text file to read, or - for standard input.")],
+         memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False) -> None:
+    """Put a text into the memory's episodic buffer: answerable at once (working context),
+    consolidated into the weights at the next `reverie sleep`."""
+    from reverie.base.model import decode_input
+    from reverie.hypernet.injectors import check_text
+    from reverie.learner import Learner
+    from reverie.sleep.buffer import Buffer
+
+    text = check_text(decode_input(sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()))
+    p = memory or default_memory()
+    if not (p / "memory.json").is_file():
+        Learner.load(model).open_memory(p).close()  # create it, for this base model
+    _, mem = _open_memory(p, model, readonly=False)  # the writer lock guards the buffer too
+    try:
+        o = Buffer(mem.path / "buffer", {e["buffer_id"] for e in mem.ledger() if "buffer_id" in e}).add(text)
+        n = len(Buffer(mem.path / "buffer", readonly=True))
+    finally:
+        mem.close()
+    if as_json:
+        sys.stdout.write(json.dumps({"id": o.id, "buffered": n}) + "\n")
+    else:
+        out.print(f"read {o.id} ({n} waiting for sleep)", highlight=False)
+
+
+@app.command("sleep")
+@friendly
+def sleep_cmd(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False,
+              budget: Annotated[int | None, typer.Option(help="Most observations consolidated (the rest are discarded).")] = None,
+              replay: Annotated[bool, typer.Option(help="Re-distil earlier items' probes after merging.")] = True,
+              guard: Annotated[bool, typer.Option(help="Pass each update through the interference guard.")] = True) -> None:
+    """Consolidate the buffer into the weights: select, inject, merge under the guard, replay."""
+    learner = _learner(model, memory, guard=guard)
+    try:
+        with err.status("sleeping: probing, injecting, merging, replaying"):
+            rep = learner.sleep(budget=budget, replay=replay)
+    finally:
+        learner.close()
+    rep.pop("config", None)
+    if as_json:
+        sys.stdout.write(json.dumps(rep) + "\n")
+    else:
+        out.print(f"consolidated {rep['consolidated']} of {rep['observations']} observations "
+                  f"({rep['refused']} refused by the guard, {rep['discarded']} discarded, {rep['superseded']} facts superseded), "
+                  f"replayed {rep['replay_rows']} probes in {rep['sleep_s']:.1f} s", highlight=False)
+
+
 @mem_app.command("list")
 @friendly
 def memories_list(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False) -> None:
@@ -326,13 +417,37 @@ def memories_list(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOp
 @friendly
 def memories_show(item: Annotated[str, typer.Argument(help="Item id.")], memory: MemOpt = None, model: ModelOpt = None,
                   as_json: JsonOpt = False) -> None:
-    """Everything the ledger knows about one item."""
-    _, mem = _open_memory(memory, model)
+    """Everything the ledger knows about one item, and a probe: the questions it answers
+    (written when it was consolidated) with the model's answers now, from the weights."""
+    from reverie.memory import Attached
+
+    bm, mem = _open_memory(memory, model)
     e = mem.item(item) | {"live": item in mem.items}
+    probes = e.pop("probes", [])
+    if probes:
+        Attached(bm.model, mem)
+        seen: dict[str, list] = {}
+        for q, a, k in probes:
+            seen.setdefault(k, [q, a])  # one question per fact
+        rows = list(seen.items())
+        now = bm.answer_batch([bm.prompt(q) for _, (q, _a) in rows])
+        e["probe"] = [{"question": q, "answer_when_read": a, "answer_now": n, "key": k}
+                      for (k, (q, a)), n in zip(rows, now, strict=True)]
+        e["probe_questions_stored"] = len(probes)
     if as_json:
         sys.stdout.write(json.dumps(e) + "\n")
-    else:
-        out.print_json(json.dumps(e))
+        return
+    from rich.table import Table
+
+    probe = e.pop("probe", [])
+    out.print_json(json.dumps(e))
+    if probe:
+        t = Table(title="probe: what the item answers now, from the weights")
+        for c in ("question", "when read", "now"):
+            t.add_column(c)
+        for r in probe:
+            t.add_row(r["question"], r["answer_when_read"], r["answer_now"])
+        out.print(t)
 
 
 @mem_app.command("forget")

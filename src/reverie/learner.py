@@ -7,10 +7,14 @@
     learner = Learner.load(memory="mem/")  # a persistent weight memory (reverie.memory)
     learner.consolidate([text])            # inject, pass the interference guard, merge, persist
     learner.forget(item_id)                # remove one item's contribution
+
+    learner.read(text)                     # into the episodic buffer (answerable at once)
+    learner.sleep()                        # select, inject, merge under the guard, replay
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel
@@ -21,6 +25,8 @@ from reverie.hypernet.lora import merge
 from reverie.hypernet.model import fingerprint
 from reverie.hypernet.store import load_hypernet
 from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets
+from reverie.sleep.buffer import Buffer, fit_context
+from reverie.sleep.cycle import SleepConfig
 
 
 def hypernet_dir(model: str | Path | None = None) -> Path:
@@ -38,6 +44,8 @@ class Learner:
         self.memory: Memory | None = None
         self._attached: Attached | None = None
         self._guard: Guard | None = None
+        self.buffer: Buffer | None = None
+        self._anchors: list[tuple[str, str]] | None = None
 
     def open_memory(self, path: str | Path, strategy: str = "add", guard: bool = True, **strategy_kw: float) -> Memory:
         """Attach a persistent weight memory (created if missing; its strategy is fixed then).
@@ -49,6 +57,8 @@ class Learner:
         targets = memory_targets(self.bm.model, self.bm.n_layers, list(self.injector.target_names()))
         self.memory = Memory(path, fingerprint(self.bm.model), targets, strategy, dict(strategy_kw))
         self._attached = Attached(self.bm.model, self.memory)
+        consumed = {e["buffer_id"] for e in self.memory.ledger() if "buffer_id" in e}
+        self.buffer = Buffer(self.memory.path / "buffer", consumed)
         return self.memory
 
     def _mem(self) -> tuple[Memory, Attached]:
@@ -62,6 +72,44 @@ class Learner:
         docs = [check_text(t) for t in texts]
         ads = self.injector.inject_many(docs)
         return consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, docs)
+
+    def read(self, text: str | bytes) -> str:
+        """Put an observation into the episodic buffer (persisted at once); returns its id.
+        Until the next sleep it is in the working context of :meth:`ask`."""
+        self._mem()
+        assert self.buffer is not None
+        return self.buffer.add(check_text(text)).id
+
+    def sleep(self, cfg: SleepConfig | None = None, **kw) -> dict:
+        """One sleep cycle over the buffer (see reverie.sleep.cycle); returns its report."""
+        from dataclasses import replace
+
+        from reverie.sleep.cycle import sleep
+
+        return sleep(self, replace(cfg or SleepConfig(), **kw))
+
+    def working_context(self, question: str) -> str | None:
+        """What was read since the last sleep, as much as fits the window beside ``question``."""
+        return None if self.buffer is None else fit_context(self.bm, [o.text for o in self.buffer.items()], question)
+
+    def anchors(self, n: int, r: random.Random) -> list[tuple[str, str]]:
+        """``n`` closed-book questions about the base population with the *base* model's
+        answers (memory detached): what replay pulls unrelated answers back to."""
+        if self._anchors is None:
+            from reverie.world import ATTRIBUTES, World
+
+            w = World()
+            # The last 96 base people, every attribute (the guard probes people drawn from all of them).
+            qs = [w.question(p, a, random.Random(i)) for i, p in enumerate(w.base[-96:]) for a in ATTRIBUTES]
+            if self._attached is not None:
+                self._attached.detach()
+            try:
+                answers = self.bm.answer_batch([self.bm.prompt(q.question) for q in qs])
+            finally:
+                if self._attached is not None:
+                    self._attached.refresh()
+            self._anchors = [(q.question, a) for q, a in zip(qs, answers, strict=True)]
+        return r.sample(self._anchors, min(n, len(self._anchors)))
 
     def forget(self, item_id: str) -> bool:
         """Remove one memory item; returns whether the removal was exact."""
@@ -124,6 +172,11 @@ class Learner:
         merge(self.bm.model, adapter.factors, adapter.scale, sign=-1.0)
         self.adapters.remove(adapter)
 
-    def ask(self, question: str | bytes, context: str | None = None) -> str:
-        """Greedy answer from the weights (plus ``context`` if given)."""
+    def ask(self, question: str | bytes, context: str | None = None, working: bool = True) -> str:
+        """Greedy answer from the weights plus ``context`` if given, else (with ``working``)
+        the working context: what was read since the last sleep, as much as fits."""
+        if context is None and working and self.buffer is not None and len(self.buffer):
+            from reverie.base.model import decode_input
+
+            context = self.working_context(decode_input(question))
         return self.bm.answer(question, context)

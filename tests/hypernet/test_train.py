@@ -37,6 +37,17 @@ def test_train_resume_and_export(tiny_llama_dir, tmp_path, small_recipe):
     assert man["recipe"]["steps"] == 3 and man["sha256"]
 
 
+def test_max_seconds_fits_the_step_count(tiny_llama_dir, tmp_path, small_recipe, monkeypatch):
+    monkeypatch.setattr(train, "CALIBRATE", 2)
+    train.setup(out=str(tmp_path / "run"), base=str(tiny_llama_dir), steps=10_000, docs_per_step=2,
+                max_seconds=0.001, eval_every=10_000, device="cpu:0")  # the non-CPU path, on the CPU
+    log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    fitted = next(r for r in log if "fitted_steps" in r)
+    st = json.loads((tmp_path / "run/ckpt/state.json").read_text())
+    assert fitted["step"] == 2 and st["step"] == fitted["fitted_steps"] == 3  # budget spent: one more step
+    assert st["recipe"]["steps"] == 3
+
+
 def test_composition_stage_starts_from_another_run(tiny_llama_dir, tmp_path, small_recipe):
     from reverie.errors import ReverieError
 

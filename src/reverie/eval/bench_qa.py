@@ -97,21 +97,22 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
         bar.advance(task)
         # Gradient context distillation on a subset (it is slow): probes are all training
         # templates about the person, answered by the model itself with the document in context.
-        cd = DistillInjector(bm, rank=hyper_inj.hyper.cfg.rank, steps=cd_steps, targets=tuple(hyper_inj.hyper.cfg.targets))
-        sub = people[:n_cd]
-        t_cd = []
-        cd_ads = {}
-        for p in sub:
-            t0 = time.perf_counter()
-            cd_ads[p.name] = cd.inject(docs[p.name], [q.question for q in world.questions(p)])
-            t_cd.append(time.perf_counter() - t0)
-        sub_q = [q for q in qas if q.person in cd_ads]
-        sub_h = [q for q in held if q.person in cd_ads]
-        out |= score(ask_injected(bm, sub_q, cd_ads), sub_q).as_dict("acc_cd")
-        out |= score(ask_injected(bm, sub_h, cd_ads), sub_h).as_dict("generalization_cd")
-        out |= score(ask_injected(bm, sub_q, {n: adapters[n] for n in cd_ads}), sub_q).as_dict("acc_inject_on_cd_subset")
-        out["cd_steps"] = cd_steps
-        out["cd_s_per_doc"] = round(statistics.median(t_cd), 3)
-        out["cd_time_over_inject_time"] = round(statistics.median(t_cd) / out["inject_s"], 1)
+        if n_cd > 0:
+            cd = DistillInjector(bm, rank=hyper_inj.hyper.cfg.rank, steps=cd_steps, targets=tuple(hyper_inj.hyper.cfg.targets))
+            sub = people[:n_cd]
+            t_cd = []
+            cd_ads = {}
+            for p in sub:
+                t0 = time.perf_counter()
+                cd_ads[p.name] = cd.inject(docs[p.name], [q.question for q in world.questions(p)])
+                t_cd.append(time.perf_counter() - t0)
+            sub_q = [q for q in qas if q.person in cd_ads]
+            sub_h = [q for q in held if q.person in cd_ads]
+            out |= score(ask_injected(bm, sub_q, cd_ads), sub_q).as_dict("acc_cd")
+            out |= score(ask_injected(bm, sub_h, cd_ads), sub_h).as_dict("generalization_cd")
+            out |= score(ask_injected(bm, sub_q, {n: adapters[n] for n in cd_ads}), sub_q).as_dict("acc_inject_on_cd_subset")
+            out["cd_steps"] = cd_steps
+            out["cd_s_per_doc"] = round(statistics.median(t_cd), 3)
+            out["cd_time_over_inject_time"] = round(statistics.median(t_cd) / out["inject_s"], 1)
         bar.advance(task)
     return out

@@ -83,6 +83,10 @@ class HyperRecipe:
     """Fresh people injected at each monitoring evaluation."""
 
 
+CALIBRATE = 50
+"""Steps timed before ``max_seconds`` fixes the length of the run."""
+
+
 def lr_at(step: int, rc: HyperRecipe) -> float:
     return warmup_cosine(step, rc.lr, rc.warmup, rc.steps)
 
@@ -207,7 +211,7 @@ class Step:
             loss = loss + self.rc.shared * shared
         with torch.no_grad():
             acc = (s_ans.argmax(-1) == gold).float().mean().item()
-        return loss, {"kl": kl.item(), "ce": ce.item(), "loc": loc.item(), "shared": round(float(shared), 4),
+        return loss, {"kl": kl.item(), "ce": ce.item(), "loc": loc.item(), "shared": round(float(shared.detach()), 4),
                       "tok_acc": round(acc, 4), "k": k}
 
 
@@ -271,12 +275,19 @@ def all_reduce_grads(module: torch.nn.Module) -> None:
 
 def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, steps: int = 4000,
           export: bool = False, docs_per_step: int = 8, lr: float = 1e-3, group_sizes: tuple[int, ...] = (1,),
-          init: str | None = None, shared: float = 0.0) -> Path:
+          init: str | None = None, shared: float = 0.0, device: str = "cpu", max_seconds: float | None = None,
+          eval_every: int | None = None) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
     hypernetwork folder) with its own schedule, e.g. the composition stage: ``group_sizes``
-    (1, 2, 4, 8), where each step sums the adapters of a group and asks about all of them."""
+    (1, 2, 4, 8), where each step sums the adapters of a group and asks about all of them.
+
+    ``device`` trains elsewhere than the CPU (e.g. "cuda" on a lent accelerator; the saved
+    weights load on the CPU as usual). ``max_seconds`` fits the step count to a wall-clock
+    budget: after the first ``CALIBRATE`` steps (inside warm-up, which does not depend on
+    the length) it sets ``steps`` from the measured time per step, so the cosine schedule
+    still ends at the last step."""
     dist = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     if dist:
@@ -286,6 +297,8 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     else:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared)
+    if eval_every is not None:
+        rc.eval_every = eval_every
     bm = BaseModel.load(base)
     world = World(WorldConfig(seed=0))
     torch.manual_seed(seed)
@@ -312,8 +325,14 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
             raise ReverieError(f"checkpoint in {ck} was trained on another base model; use another --out")
         load_train_state(ck, hyper, opt)
         step, elapsed = state["step"], state["elapsed"]
+    if device != "cpu":
+        # Tensors the step builds from token lists are created on the default device.
+        bm.model.to(device)
+        hyper.to(device)
+        torch.set_default_device(device)
     st = Step(bm, hyper, world, rc)
     log = (root / "log.jsonl").open("a") if rank == 0 else None
+    start_step = step
     t0 = time.time() - elapsed
     with progress() as bar:
         task = bar.add_task("train hypernet", total=rc.steps, completed=step)
@@ -329,6 +348,12 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
             torch.nn.utils.clip_grad_norm_(hyper.parameters(), 1.0)
             opt.step()
             step += 1
+            if max_seconds is not None and step - start_step == CALIBRATE:
+                per_step = (time.time() - t0 - elapsed) / CALIBRATE
+                rc.steps = max(step + 1, int(step + (max_seconds - (time.time() - t0 - elapsed)) / per_step))
+                bar.update(task, total=rc.steps)
+                if log is not None:
+                    log.write(json.dumps({"step": step, "fitted_steps": rc.steps, "s_per_step": round(per_step, 4)}) + "\n")
             bar.update(task, advance=1, description=f"train hypernet loss {loss.item():.3f}")
             if log is not None and (step % 10 == 0 or step == rc.steps):
                 log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), **info, "t": round(time.time() - t0, 1)}) + "\n")
@@ -350,6 +375,8 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
                                     "command": f"reverie train hypernet --out {out} --seed {seed} --steps {steps}{stage} --export"})
     if dist:
         torch.distributed.destroy_process_group()
+    if device != "cpu":
+        torch.set_default_device("cpu")
     return root
 
 

@@ -22,12 +22,17 @@ def _scaled(ad: Adapter, s: float) -> Adapter:
 
 
 def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guard: Guard | None = None,
-                excerpts: list[str] | None = None) -> list[str | None]:
+                excerpts: list[str] | None = None, extra: list[dict] | None = None,
+                notes: list[dict] | None = None, drift_only: bool = False) -> list[str | None]:
     """Merge a batch of adapters into the attached memory, each first passed through the
     guard (scaled down until it fits, or refused). Returns the new item ids (None where
-    refused); the model's weights are refreshed to the new memory."""
+    refused); the model's weights are refreshed to the new memory. ``extra`` adds fields to
+    each item's ledger entry (also to its refusal note); ``notes`` are committed with it.
+    ``drift_only``: the guard judges only the distance from the base model (see Guard.fits)."""
     mem = att.memory
-    keep, srcs, infos, out_idx, notes = [], [], [], [], []
+    extra = extra or [{} for _ in adapters]
+    keep, srcs, infos, out_idx = [], [], [], []
+    notes = list(notes or [])
     if guard is not None:
         # Items are measured in order, each on top of the ones accepted before it in this
         # batch, so the guard sees what the batch does together, not each alone.
@@ -44,10 +49,10 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
                 att.refresh({t: s * W + acc.get(t, 0) for t, W in d.items()})
                 m, now = guard.measure(ref)
                 tries.append({"scale": s, **m})
-                if guard.fits(m):
+                if guard.fits(m, drift_only):
                     break
                 s *= guard.cfg.shrink
-            ok = guard.fits(tries[-1])
+            ok = guard.fits(tries[-1], drift_only)
             info = {"tries": tries, "decision": ("accepted" if s == 1.0 else f"scaled x{s:g}") if ok else "refused"}
             if ok:
                 acc = {t: s * W + acc.get(t, 0) for t, W in d.items()}
@@ -57,11 +62,12 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
                 infos.append(info)
                 out_idx.append(i)
             else:
-                notes.append({"event": "refused", "source_sha256": sources[i], "time": time.time(), "guard": info})
+                notes.append({"event": "refused", "source_sha256": sources[i], "time": time.time(), "guard": info, **extra[i]})
     else:
         keep, srcs, infos, out_idx = list(adapters), list(sources), [{}] * len(adapters), list(range(len(adapters)))
     try:
-        ids = mem.add(keep, srcs, infos, notes, None if excerpts is None else [excerpts[i] for i in out_idx])
+        ids = mem.add(keep, srcs, infos, notes, None if excerpts is None else [excerpts[i] for i in out_idx],
+                      [extra[i] for i in out_idx])
     finally:
         att.refresh()  # the weights follow the memory (also when the guard left a trial delta in them)
     res: list[str | None] = [None] * len(adapters)

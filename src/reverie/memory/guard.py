@@ -102,7 +102,11 @@ class Guard:
         moved = (now.argmax(-1) != before.argmax(-1)).float()
         return round(float(torch.zeros(len(self.ids)).index_add_(0, row, moved).gt(0).float().mean()), 4)
 
-    def fits(self, m: dict[str, float]) -> bool:
+    def fits(self, m: dict[str, float], drift_only: bool = False) -> bool:
+        """Within budget. ``drift_only``: judge on the distance from the base model alone
+        (for a consolidation step such as replay, large by design and fitted to keep it)."""
+        if drift_only:
+            return m["drift"] <= self.cfg.max_drift
         return m["changed"] <= self.cfg.max_changed and m["kl"] <= self.cfg.max_kl and m["drift"] <= self.cfg.max_drift
 
     def config(self) -> dict:

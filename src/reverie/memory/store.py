@@ -234,9 +234,11 @@ class Memory:
         return f if applied and f else _unflat("raw", d)
 
     def add(self, adapters: list[Adapter], sources: list[str], guard_info: list[dict] | None = None,
-            notes: list[dict] | None = None, excerpts: list[str] | None = None) -> list[str]:
+            notes: list[dict] | None = None, excerpts: list[str] | None = None,
+            extra: list[dict] | None = None) -> list[str]:
         """Consolidate a batch of adapters (one per source hash) under the merge strategy;
-        ``notes`` are extra ledger events committed with it (e.g. refused updates). A bias
+        ``notes`` are extra ledger events committed with it (e.g. refused updates), ``extra``
+        more fields for each item's ledger entry (e.g. its probes, see reverie.sleep). A bias
         adapter (see :meth:`Adapter.parts`) is added once, with the memory's first item."""
         if not adapters:
             if notes:
@@ -274,7 +276,8 @@ class Memory:
                            "strategy": self.strategy.name, "source_sha256": src, "layers": layers,
                            "delta_norm": round(norm, 5), "guard": (guard_info or [{}] * len(raw))[i],
                            "excerpt": (excerpts or [""] * len(raw))[i][:240],
-                           "meta": {k: v for k, v in adapters[i].meta.items() if isinstance(v, (str, int, float))}})
+                           "meta": {k: v for k, v in adapters[i].meta.items() if isinstance(v, (str, int, float))},
+                           **(extra[i] if extra else {})})
             state["items"].append(item_id)
             ids.append(item_id)
         rep = self.strategy.after(total, len(state["items"]))
@@ -287,8 +290,9 @@ class Memory:
         self._commit(state, total, events)
         return ids
 
-    def forget(self, item_id: str) -> bool:
-        """Remove an item's contribution; returns whether that was exact."""
+    def forget(self, item_id: str, reason: str | None = None) -> bool:
+        """Remove an item's contribution; returns whether that was exact. ``reason`` goes
+        into the ledger (e.g. "transferred": its knowledge now lives in replay deltas)."""
         if item_id not in self.state["items"]:
             raise MemoryError_(f"no memory item {item_id!r} in {self.path}")
         entry = self.item(item_id)
@@ -298,7 +302,8 @@ class Memory:
         for t, W in dense(f).items():
             total[t] -= W
         state = {**self.state, "items": [i for i in self.state["items"] if i != item_id]}
-        self._commit(state, total, [{"event": "forget", "id": item_id, "time": time.time(), "exact": exact}])
+        ev = {"event": "forget", "id": item_id, "time": time.time(), "exact": exact} | ({"reason": reason} if reason else {})
+        self._commit(state, total, [ev])
         return exact
 
     # -- snapshots -----------------------------------------------------------------------------------

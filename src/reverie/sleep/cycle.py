@@ -1,0 +1,247 @@
+"""One sleep: select → probe → inject → merge under the guard → replay → clear the buffer.
+
+Knowledge updates: every probe has a key (what it asks about, e.g. a person's employer).
+For each key only the newest item's probes are *active*; an item whose probe answers a key
+differently from an older item's records that it ``supersedes`` it (ledger link: old item,
+key, old and new answer). Replay then re-distils the active answers, which is what turns
+the model's answer to the new value: the older item's delta still leans towards the old.
+
+Transfer (complementary learning systems): a hypernetwork item is a fast trace. At the next
+sleep it is *transferred*: removed from the weights (the ledger says so; its probes stay
+active) and all its probes are re-distilled by that night's replay, whose delta is fitted
+with anchors that hold unrelated answers at the base model's. So at most one night of raw
+hypernetwork deltas is in the weights at a time: summed over a hundred items they break
+the model (``reverie bench sequential``), and replay alone could not repair that.
+
+Replay mode: *probe replay*. The rows are the question-answer pairs the model wrote itself
+when each item was consolidated (answers from the text in context); no raw text is kept or
+re-read. An item the guard refused keeps its probes in the ledger (its refusal note), so
+its knowledge can still come in gently through replay.
+
+The guard judges a replay delta on the distance from the base model alone (its budget of
+answers changed per update would refuse any consolidation of a night's worth of facts);
+refused all the same, the transferred items it covered are replayed again the next night.
+
+Commits: the night's items, refusals, discarded observations (not selected) and supersede
+links go into the memory in one commit, each naming its buffer id; replay is a second
+commit; then the buffer is cleared. Killed before the first commit, the sleep never
+happened; after it, the next open drops the consumed observations from the buffer (they
+are in the ledger) and at worst that night's replay is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from reverie.errors import ReverieError
+from reverie.memory import Memory, consolidate
+from reverie.sleep import replay
+from reverie.sleep.buffer import Observation
+from reverie.sleep.probe import PROBERS, Probe
+from reverie.utils import registrar
+
+if TYPE_CHECKING:
+    from reverie.learner import Learner
+
+SELECTORS: dict[str, type[Selector]] = {}
+register_selector = registrar(SELECTORS)
+
+
+class Selector:
+    """Chooses which buffered observations a sleep consolidates (the consolidation policy)."""
+
+    def select(self, obs: list[Observation], budget: int | None, known: set[str]
+               ) -> tuple[list[Observation], list[tuple[Observation, str]]]:
+        """(kept, [(dropped, why)]); ``known``: source hashes already in the memory."""
+        raise NotImplementedError
+
+
+@dataclass
+class SleepConfig:
+    """How one sleep consolidates the buffer."""
+
+    budget: int | None = None
+    """Most observations consolidated in one sleep (None: all); the rest are discarded."""
+    selector: str = "first"
+    """Which observations to keep under the budget (a registry: see SELECTORS)."""
+    replay: bool = True
+    """Re-distil earlier items' probes after merging the new ones."""
+    replay_items: int = 24
+    """Earlier items sampled for replay each sleep."""
+    replay_probes: int = 2
+    """Probes per sampled earlier item (different keys where it has them)."""
+    phrasings: int = 2
+    """Question phrasings replayed per fact of tonight's and transferred items."""
+    transfer: bool = True
+    """Move earlier nights' hypernetwork items into replay deltas (see the module notes)."""
+    anchors: int = 32
+    """Base-population questions answered by the base model, pulling unrelated answers back."""
+    replay_steps: int = 60
+    """AdamW steps of the replay fit."""
+    replay_lr: float = 5e-3
+    """Learning rate of the replay fit."""
+    replay_rank: int = 8
+    """Rank of each night's replay delta."""
+    prober: str = "world"
+    """Who writes the probe questions (see reverie.sleep.probe.PROBERS)."""
+    seed: int = 0
+    """Seeds the replay sample."""
+
+
+@register_selector("first")
+class FirstSelector(Selector):
+    """Reading order, exact duplicates (of the memory or of each other) dropped, then the first ``budget``."""
+
+    def select(self, obs: list[Observation], budget: int | None, known: set[str]
+               ) -> tuple[list[Observation], list[tuple[Observation, str]]]:
+        keep: list[Observation] = []
+        drop: list[tuple[Observation, str]] = []
+        seen = set(known)
+        for o in obs:
+            if o.sha256 in seen:
+                drop.append((o, "duplicate"))
+                continue
+            seen.add(o.sha256)
+            if budget is not None and len(keep) >= budget:
+                drop.append((o, "over budget"))
+                continue
+            keep.append(o)
+        return keep, drop
+
+
+def probe_index(mem: Memory) -> dict[str, list[tuple[str, Probe]]]:
+    """key -> the active probes [(item, probe)]: those of the newest live or transferred
+    item (or refusal) that asks about the key."""
+    ledger = mem.ledger()
+    live = set(mem.items) | {e["id"] for e in ledger if e.get("event") == "forget" and e.get("reason") == "transferred"}
+    index: dict[str, list[tuple[str, Probe]]] = {}
+    for e in ledger:
+        if "probes" not in e:
+            continue
+        owner = e["id"] if e.get("event") == "add" else f"refused:{e.get('buffer_id')}"
+        if e.get("event") == "add" and owner not in live:
+            continue
+        mine: dict[str, list[tuple[str, Probe]]] = {}
+        for q, a, k in e["probes"]:
+            mine.setdefault(k, []).append((owner, Probe(q, a, k)))
+        index.update(mine)  # newer entries replace older ones key by key
+    return index
+
+
+def _answer(probes: list[Probe]) -> str:
+    """The item's answer for a key: the most common over its question phrasings."""
+    answers = [p.answer for p in probes]
+    return max(set(answers), key=answers.count)
+
+
+def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
+    """Consolidate the learner's buffer into its memory; returns what happened."""
+    cfg = cfg or SleepConfig()
+    mem, att = learner._mem()
+    buf = learner.buffer
+    assert buf is not None
+    obs = buf.items()
+    t0 = time.perf_counter()
+    rep: dict[str, Any] = {"observations": len(obs), "consolidated": 0, "refused": 0, "discarded": 0,
+                           "superseded": 0, "replay_rows": 0, "config": asdict(cfg)}
+    if not obs:
+        return rep | {"sleep_s": 0.0}
+    known = {e["source_sha256"] for e in mem.ledger() if e.get("event") == "add" and e["id"] in set(mem.items)}
+    if cfg.selector not in SELECTORS:
+        raise ReverieError(f"unknown selector {cfg.selector!r} (known: {', '.join(SELECTORS)})")
+    chosen, dropped = SELECTORS[cfg.selector]().select(obs, cfg.budget, known)
+    bm = learner.bm
+    probes = PROBERS[cfg.prober]().probe(bm, [o.text for o in chosen])
+    index = probe_index(mem)
+    extra, notes = [], [{"event": "discarded", "buffer_id": o.id, "reason": why, "source_sha256": o.sha256,
+                         "time": time.time()} for o, why in dropped]
+    for o, ps in zip(chosen, probes, strict=True):
+        by_key: dict[str, list[Probe]] = {}
+        for p in ps:
+            by_key.setdefault(p.key, []).append(p)
+        links = []
+        for k, mine in by_key.items():
+            if k in index:
+                old = _answer([p for _, p in index[k]])
+                new = _answer(mine)
+                if old != new:
+                    links.append({"item": index[k][0][0], "key": k, "old": old, "new": new})
+        extra.append({"kind": "observation", "buffer_id": o.id, "probes": [[p.question, p.answer, p.key] for p in ps],
+                      "supersedes": links})
+        rep["superseded"] += len(links)
+    moved = transfer(learner, mem) if cfg.transfer and cfg.replay else []
+    rep["transferred"] = len(moved)
+    ads = learner.injector.inject_many([o.text for o in chosen]) if chosen else []
+    ids = consolidate(att, ads, [o.sha256 for o in chosen], learner._guard, [o.text for o in chosen], extra, notes)
+    rep["consolidated"] = sum(i is not None for i in ids)
+    rep["refused"] = sum(i is None for i in ids)
+    rep["discarded"] = len(dropped)
+    rep["items"] = [i for i in ids if i is not None]
+    rep["inject_merge_s"] = round(time.perf_counter() - t0, 3)
+    if cfg.replay and (chosen or moved):
+        t1 = time.perf_counter()
+        full = set(rep["items"]) | {f"refused:{o.id}" for o, i in zip(chosen, ids, strict=True) if i is None} | set(moved)
+        rows = replay_rows(learner, mem, cfg, full)
+        if rows:
+            ad = replay.fit(bm, rows, tuple(mem.total), cfg.replay_rank, cfg.replay_steps, cfg.replay_lr, seed=cfg.seed)
+            sha = hashlib.sha256("\n".join(f"{q}\t{a}" for q, a in rows).encode()).hexdigest()
+            rid = consolidate(att, [ad], [sha], learner._guard, [f"replay of {len(rows)} probes"],
+                              [{"kind": "replay", "covered": sorted(full)}], drift_only=True)
+            rep["replay_item"] = rid[0]
+        rep["replay_rows"] = len(rows)
+        rep["replay_s"] = round(time.perf_counter() - t1, 3)
+    buf.drop([o.id for o in obs])
+    rep["sleep_s"] = round(time.perf_counter() - t0, 3)
+    return rep
+
+
+def transfer(learner: Learner, mem: Memory) -> list[str]:
+    """Remove earlier nights' hypernetwork items from the weights (their probes stay active),
+    and any transferred item a replay has not covered yet (a sleep killed in between);
+    returns them: tonight's replay must cover all their probes."""
+    ledger = mem.ledger()
+    covered = {o for e in ledger if e.get("event") == "add" and e.get("kind") == "replay" for o in e.get("covered", [])}
+    moved = [e["id"] for e in ledger if e.get("event") == "forget" and e.get("reason") == "transferred" and e["id"] not in covered]
+    for e in ledger:
+        if e.get("event") == "add" and e.get("kind") == "observation" and e["id"] in set(mem.items):
+            mem.forget(e["id"], reason="transferred")
+            moved.append(e["id"])
+    if moved:
+        assert learner._attached is not None
+        learner._attached.refresh()
+    return moved
+
+
+def replay_rows(learner: Learner, mem: Memory, cfg: SleepConfig, new_owners: set[str]) -> list[tuple[str, str]]:
+    """Tonight's and transferred items' probes (``phrasings`` per fact), a sample of earlier
+    items' active probes, and anchors answered by the base model."""
+    index = probe_index(mem)
+    by_owner: dict[str, list[Probe]] = {}
+    for entries in index.values():
+        for owner, p in entries:
+            by_owner.setdefault(owner, []).append(p)
+    r = random.Random(f"{cfg.seed}|{len(mem.ledger())}")
+    rows = []
+    for o in sorted(new_owners):
+        facts: dict[str, list[Probe]] = {}
+        for p in by_owner.get(o, []):
+            facts.setdefault(p.key, []).append(p)
+        for ps in facts.values():
+            rows += [(p.question, p.answer) for p in r.sample(ps, min(cfg.phrasings, len(ps)))]
+    earlier = sorted(o for o in by_owner if o not in new_owners)
+    for o in r.sample(earlier, min(cfg.replay_items, len(earlier))):
+        keys: dict[str, list[Probe]] = {}
+        for p in by_owner[o]:
+            keys.setdefault(p.key, []).append(p)
+        for k in r.sample(sorted(keys), min(cfg.replay_probes, len(keys))):
+            rows.append(((p := r.choice(keys[k])).question, p.answer))
+    if rows and cfg.anchors:
+        rows += learner.anchors(cfg.anchors, r)
+    return rows
+
+
+__all__ = ["SELECTORS", "Selector", "SleepConfig", "probe_index", "register_selector", "sleep"]
