@@ -57,10 +57,10 @@ def friendly(fn):
         try:
             return fn(*a, **k)
         except ReverieError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-            err.print(f"[red]error:[/red] {e.strerror}: {e.filename}", highlight=False)
+            err.print(f"[red]error:[/red] {e.strerror}: {e.filename}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -285,7 +285,7 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
         if context is None and working:
             buf = Buffer(mem.path / "buffer", {e["buffer_id"] for e in mem.ledger() if "buffer_id" in e}, readonly=True)
             ctx = fit_context(bm, [o.text for o in buf.items()], decode_input(question))
-            out.print(bm.answer(question, ctx), highlight=False)
+            out.print(bm.answer(question, ctx), highlight=False, soft_wrap=True)
             return
     else:
         bm = BaseModel.load(model)
@@ -293,7 +293,7 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
         ad = Adapter.load(a)
         merge(bm.model, ad.factors, ad.scale)
     ctx = decode_input(context.read_bytes()) if context else None
-    out.print(bm.answer(question, ctx), highlight=False)
+    out.print(bm.answer(question, ctx), highlight=False, soft_wrap=True)
 
 
 # ---- memory -----------------------------------------------------------------------------
@@ -348,12 +348,11 @@ def read(file: Annotated[str, typer.Argument(help="Text file to read, or - for s
          memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False) -> None:
     """Put a text into the memory's episodic buffer: answerable at once (working context),
     consolidated into the weights at the next `reverie sleep`."""
-    from reverie.base.model import decode_input
     from reverie.hypernet.injectors import check_text
     from reverie.learner import Learner
     from reverie.sleep.buffer import Buffer
 
-    text = check_text(decode_input(sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()))
+    text = check_text(sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes())
     p = memory or default_memory()
     if not (p / "memory.json").is_file():
         Learner.load(model).open_memory(p).close()  # create it, for this base model

@@ -62,6 +62,11 @@ class BaseModel:
             tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any tokenizer failure is a load failure
             raise ModelLoadError(f"cannot load tokenizer from {p}: {first_line(e)}") from e
+        # The embedded model loads in milliseconds: transformers' per-load progress bar is
+        # only noise on stderr (and between a CLI's output and its one-line errors).
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 str(p), local_files_only=True, dtype=dtype, use_safetensors=True,
@@ -111,6 +116,10 @@ class BaseModel:
         question = decode_input(question)
         if not question.strip():
             raise InputError("empty question")
+        if len(question) > self.max_length:  # cheap test first: a token is at least one character
+            n = len(self.tokenizer.encode(question, add_special_tokens=False))
+            if n > self.max_length - Generation().max_new_tokens - 8:
+                raise InputError(f"question of {n} tokens does not fit the model's {self.max_length}-token window")
         return closed_prompt(question) if context is None else context_prompt(decode_input(context), question)
 
     def answer(self, question: str | bytes, context: str | bytes | None = None,

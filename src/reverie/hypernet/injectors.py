@@ -27,7 +27,16 @@ INJECTORS: dict[str, type[Injector]] = {}
 register = registrar(INJECTORS)
 
 
+MAX_TEXT_BYTES = 1_000_000
+"""Largest document or observation accepted (1 MB): far past what the hypernetwork reads
+(its window, or a few windows once long documents are chunked), small enough that a
+buffer or ledger never holds a runaway input."""
+
+
 def check_text(text: str | bytes) -> str:
+    n = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", errors="replace"))
+    if n > MAX_TEXT_BYTES:
+        raise InputError(f"document of {n / 1e6:.1f} MB is over the {MAX_TEXT_BYTES / 1e6:.0f} MB limit: split it into smaller texts")
     text = decode_input(text)
     if not text.strip():
         raise InputError("empty document: nothing to inject")
