@@ -23,12 +23,15 @@ def _scaled(ad: Adapter, s: float) -> Adapter:
 
 def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guard: Guard | None = None,
                 excerpts: list[str] | None = None, extra: list[dict] | None = None,
-                notes: list[dict] | None = None, drift_only: bool = False) -> list[str | None]:
+                notes: list[dict] | None = None, drift_only: bool = False,
+                pending: dict | None = None) -> list[str | None]:
     """Merge a batch of adapters into the attached memory, each first passed through the
     guard (scaled down until it fits, or refused). Returns the new item ids (None where
     refused); the model's weights are refreshed to the new memory. ``extra`` adds fields to
     each item's ledger entry (also to its refusal note); ``notes`` are committed with it.
-    ``drift_only``: the guard judges only the distance from the base model (see Guard.fits)."""
+    ``drift_only``: the guard judges only the distance from the base model (see Guard.fits).
+    ``pending``: a dense change the caller will commit right after (e.g. items it will
+    forget), applied while the guard measures so that it judges the state that will be."""
     mem = att.memory
     extra = extra or [{} for _ in adapters]
     keep, srcs, infos, out_idx = [], [], [], []
@@ -46,7 +49,7 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
                 d = {t: W + db[t] for t, W in d.items()}
             s, tries = 1.0, []
             for _ in range(guard.cfg.tries):
-                att.refresh({t: s * W + acc.get(t, 0) for t, W in d.items()})
+                att.refresh({t: s * W + acc.get(t, 0) + (pending or {}).get(t, 0) for t, W in d.items()})
                 m, now = guard.measure(ref)
                 tries.append({"scale": s, **m})
                 if guard.fits(m, drift_only):

@@ -7,11 +7,13 @@ key, old and new answer). Replay then re-distils the active answers, which is wh
 the model's answer to the new value: the older item's delta still leans towards the old.
 
 Transfer (complementary learning systems): a hypernetwork item is a fast trace. At the next
-sleep it is *transferred*: removed from the weights (the ledger says so; its probes stay
-active) and all its probes are re-distilled by that night's replay, whose delta is fitted
-with anchors that hold unrelated answers at the base model's. So at most one night of raw
-hypernetwork deltas is in the weights at a time: summed over a hundred items they break
-the model (``reverie bench sequential``), and replay alone could not repair that.
+sleep it is *transferred*: that night's replay is fitted on the weights without it, on all
+its probes (and anchors that hold unrelated answers at the base model's), and only once the
+guard has accepted the replay is the item removed from the weights (the ledger says so; its
+probes stay active). A refused replay leaves it where it was, for the next night. So
+about one night of raw hypernetwork deltas is in the weights at a time: summed over a
+hundred items they break the model (``reverie bench sequential``), and replay alone could
+not repair that.
 
 Replay mode: *probe replay*. The rows are the question-answer pairs the model wrote itself
 when each item was consolidated (answers from the text in context); no raw text is kept or
@@ -20,7 +22,7 @@ its knowledge can still come in gently through replay.
 
 The guard judges a replay delta on the distance from the base model alone (its budget of
 answers changed per update would refuse any consolidation of a night's worth of facts);
-refused all the same, the transferred items it covered are replayed again the next night.
+refused all the same, the items it would have transferred stay in the weights.
 
 Commits: the night's items, refusals, discarded observations (not selected) and supersede
 links go into the memory in one commit, each naming its buffer id; replay is a second
@@ -147,7 +149,7 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
     obs = buf.items()
     t0 = time.perf_counter()
     rep: dict[str, Any] = {"observations": len(obs), "consolidated": 0, "refused": 0, "discarded": 0,
-                           "superseded": 0, "replay_rows": 0, "config": asdict(cfg)}
+                           "superseded": 0, "replay_rows": 0, "transferred": 0, "config": asdict(cfg)}
     if not obs:
         return rep | {"sleep_s": 0.0}
     known = {e["source_sha256"] for e in mem.ledger() if e.get("event") == "add" and e["id"] in set(mem.items)}
@@ -173,8 +175,7 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
         extra.append({"kind": "observation", "buffer_id": o.id, "probes": [[p.question, p.answer, p.key] for p in ps],
                       "supersedes": links})
         rep["superseded"] += len(links)
-    moved = transfer(learner, mem) if cfg.transfer and cfg.replay else []
-    rep["transferred"] = len(moved)
+    moved = transferable(mem, set()) if cfg.transfer and cfg.replay else []
     ads = learner.injector.inject_many([o.text for o in chosen]) if chosen else []
     ids = consolidate(att, ads, [o.sha256 for o in chosen], learner._guard, [o.text for o in chosen], extra, notes)
     rep["consolidated"] = sum(i is not None for i in ids)
@@ -186,12 +187,20 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
         t1 = time.perf_counter()
         full = set(rep["items"]) | {f"refused:{o.id}" for o, i in zip(chosen, ids, strict=True) if i is None} | set(moved)
         rows = replay_rows(learner, mem, cfg, full)
+        live = [i for i in moved if i in set(mem.items)]
+        removal = {t: -W for t, W in _dense_sum(mem, live).items()}
         if rows:
+            att.refresh(removal or None)  # fit on the weights as they will be once the transfer is done
             ad = replay.fit(bm, rows, tuple(mem.total), cfg.replay_rank, cfg.replay_steps, cfg.replay_lr, seed=cfg.seed)
             sha = hashlib.sha256("\n".join(f"{q}\t{a}" for q, a in rows).encode()).hexdigest()
             rid = consolidate(att, [ad], [sha], learner._guard, [f"replay of {len(rows)} probes"],
-                              [{"kind": "replay", "covered": sorted(full)}], drift_only=True)
+                              [{"kind": "replay", "covered": sorted(full)}], drift_only=True, pending=removal)
             rep["replay_item"] = rid[0]
+            if rid[0] is not None:
+                for i in live:
+                    mem.forget(i, reason="transferred")
+                rep["transferred"] = len(live)
+            att.refresh()
         rep["replay_rows"] = len(rows)
         rep["replay_s"] = round(time.perf_counter() - t1, 3)
     buf.drop([o.id for o in obs])
@@ -199,21 +208,26 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
     return rep
 
 
-def transfer(learner: Learner, mem: Memory) -> list[str]:
-    """Remove earlier nights' hypernetwork items from the weights (their probes stay active),
-    and any transferred item a replay has not covered yet (a sleep killed in between);
-    returns them: tonight's replay must cover all their probes."""
+def transferable(mem: Memory, tonight: set[str]) -> list[str]:
+    """Earlier nights' hypernetwork items still in the weights, and any transferred item no
+    accepted replay has covered: tonight's replay must cover all their probes."""
     ledger = mem.ledger()
     covered = {o for e in ledger if e.get("event") == "add" and e.get("kind") == "replay" for o in e.get("covered", [])}
-    moved = [e["id"] for e in ledger if e.get("event") == "forget" and e.get("reason") == "transferred" and e["id"] not in covered]
-    for e in ledger:
-        if e.get("event") == "add" and e.get("kind") == "observation" and e["id"] in set(mem.items):
-            mem.forget(e["id"], reason="transferred")
-            moved.append(e["id"])
-    if moved:
-        assert learner._attached is not None
-        learner._attached.refresh()
-    return moved
+    out = [e["id"] for e in ledger if e.get("event") == "forget" and e.get("reason") == "transferred" and e["id"] not in covered]
+    live = set(mem.items)
+    out += [e["id"] for e in ledger if e.get("event") == "add" and e.get("kind") == "observation"
+            and e["id"] in live and e["id"] not in tonight]
+    return out
+
+
+def _dense_sum(mem: Memory, ids: list[str]) -> dict:
+    from reverie.memory.merges import dense
+
+    total: dict = {}
+    for i in ids:
+        for t, W in dense(mem.factors(i, applied=True)).items():
+            total[t] = total.get(t, 0) + W
+    return total
 
 
 def replay_rows(learner: Learner, mem: Memory, cfg: SleepConfig, new_owners: set[str]) -> list[tuple[str, str]]:
