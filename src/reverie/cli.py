@@ -278,12 +278,12 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
 
     if memory is not None:
         from reverie.memory import Attached
-        from reverie.sleep.buffer import Buffer, fit_context
+        from reverie.sleep.buffer import fit_context, memory_buffer
 
         bm, mem = _open_memory(memory, model)
         Attached(bm.model, mem)
         if context is None and working:
-            buf = Buffer(mem.path / "buffer", {e["buffer_id"] for e in mem.ledger() if "buffer_id" in e}, readonly=True)
+            buf = memory_buffer(mem, readonly=True)
             ctx = fit_context(bm, [o.text for o in buf.items()], decode_input(question))
             out.print(bm.answer(question, ctx), highlight=False, soft_wrap=True)
             return
@@ -305,14 +305,14 @@ def _learner(model: Path | None, memory: Path | None, strategy: str = "add", gua
     return learner
 
 
-def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True):
-    """A memory for inspection, without loading the hypernetwork."""
+def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True, create: bool = False):
+    """A memory for inspection (or, with ``create``, a new one), without loading the hypernetwork."""
     from reverie.base.model import BaseModel
     from reverie.hypernet.model import fingerprint
     from reverie.memory import Memory, memory_targets
 
     p = memory or default_memory()
-    if not (p / "memory.json").is_file():
+    if not create and not (p / "memory.json").is_file():
         raise ReverieError(f"no memory at {p} (create one with `reverie consolidate FILE --memory {p}`)")
     bm = BaseModel.load(model)
     return bm, Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, ["mlp.down_proj"]), readonly=readonly)
@@ -349,17 +349,14 @@ def read(file: Annotated[str, typer.Argument(help="Text file to read, or - for s
     """Put a text into the memory's episodic buffer: answerable at once (working context),
     consolidated into the weights at the next `reverie sleep`."""
     from reverie.hypernet.injectors import check_text
-    from reverie.learner import Learner
-    from reverie.sleep.buffer import Buffer
+    from reverie.sleep.buffer import memory_buffer
 
     text = check_text(sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes())
-    p = memory or default_memory()
-    if not (p / "memory.json").is_file():
-        Learner.load(model).open_memory(p).close()  # create it, for this base model
-    _, mem = _open_memory(p, model, readonly=False)  # the writer lock guards the buffer too
+    _, mem = _open_memory(memory, model, readonly=False, create=True)  # the writer lock guards the buffer too
     try:
-        o = Buffer(mem.path / "buffer", {e["buffer_id"] for e in mem.ledger() if "buffer_id" in e}).add(text)
-        n = len(Buffer(mem.path / "buffer", readonly=True))
+        buf = memory_buffer(mem)
+        o = buf.add(text)
+        n = len(buf)
     finally:
         mem.close()
     if as_json:

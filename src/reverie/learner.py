@@ -25,7 +25,7 @@ from reverie.hypernet.lora import merge
 from reverie.hypernet.model import fingerprint
 from reverie.hypernet.store import load_hypernet
 from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets
-from reverie.sleep.buffer import Buffer, fit_context
+from reverie.sleep.buffer import Buffer, fit_context, memory_buffer
 from reverie.sleep.cycle import SleepConfig
 
 
@@ -57,8 +57,7 @@ class Learner:
         targets = memory_targets(self.bm.model, self.bm.n_layers, list(self.injector.target_names()))
         self.memory = Memory(path, fingerprint(self.bm.model), targets, strategy, dict(strategy_kw))
         self._attached = Attached(self.bm.model, self.memory)
-        consumed = {e["buffer_id"] for e in self.memory.ledger() if "buffer_id" in e}
-        self.buffer = Buffer(self.memory.path / "buffer", consumed)
+        self.buffer = memory_buffer(self.memory)
         return self.memory
 
     def _mem(self) -> tuple[Memory, Attached]:

@@ -17,9 +17,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reverie.base.model import BaseModel
 from reverie.utils import atomic_write_text
+
+if TYPE_CHECKING:
+    from reverie.memory import Memory
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,12 @@ class Buffer:
                 p.unlink()
 
 
+def memory_buffer(mem: Memory, readonly: bool = False) -> Buffer:
+    """The buffer of a memory, with what its committed sleeps consumed dropped (hidden when
+    ``readonly``)."""
+    return Buffer(mem.path / "buffer", {e["buffer_id"] for e in mem.ledger() if "buffer_id" in e}, readonly)
+
+
 def _words(text: str) -> set[str]:
     return {w for w in re.findall(r"[A-Za-z0-9]+", text.lower()) if len(w) > 3}
 
@@ -108,4 +118,4 @@ def fit_context(bm: BaseModel, texts: list[str], question: str) -> str | None:
     return " ".join(kept) or None
 
 
-__all__ = ["Buffer", "Observation", "fit_context"]
+__all__ = ["Buffer", "Observation", "fit_context", "memory_buffer"]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,13 @@ SELECTORS: dict[str, type[Selector]] = {}
 register_selector = registrar(SELECTORS)
 
 
-class Selector:
+class Selector(ABC):
     """Chooses which buffered observations a sleep consolidates (the consolidation policy)."""
 
+    @abstractmethod
     def select(self, obs: list[Observation], budget: int | None, known: set[str]
                ) -> tuple[list[Observation], list[tuple[Observation, str]]]:
         """(kept, [(dropped, why)]); ``known``: source hashes already in the memory."""
-        raise NotImplementedError
 
 
 @dataclass
@@ -175,7 +176,7 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
         extra.append({"kind": "observation", "buffer_id": o.id, "probes": [[p.question, p.answer, p.key] for p in ps],
                       "supersedes": links})
         rep["superseded"] += len(links)
-    moved = transferable(mem, set()) if cfg.transfer and cfg.replay else []
+    moved = transferable(mem) if cfg.transfer and cfg.replay else []  # before tonight's items exist
     ads = learner.injector.inject_many([o.text for o in chosen]) if chosen else []
     ids = consolidate(att, ads, [o.sha256 for o in chosen], learner._guard, [o.text for o in chosen], extra, notes)
     rep["consolidated"] = sum(i is not None for i in ids)
@@ -208,7 +209,7 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
     return rep
 
 
-def transferable(mem: Memory, tonight: set[str]) -> list[str]:
+def transferable(mem: Memory) -> list[str]:
     """Earlier nights' hypernetwork items still in the weights, and any transferred item no
     accepted replay has covered: tonight's replay must cover all their probes."""
     ledger = mem.ledger()
@@ -216,7 +217,7 @@ def transferable(mem: Memory, tonight: set[str]) -> list[str]:
     out = [e["id"] for e in ledger if e.get("event") == "forget" and e.get("reason") == "transferred" and e["id"] not in covered]
     live = set(mem.items)
     out += [e["id"] for e in ledger if e.get("event") == "add" and e.get("kind") == "observation"
-            and e["id"] in live and e["id"] not in tonight]
+            and e["id"] in live]
     return out
 
 
@@ -238,7 +239,7 @@ def replay_rows(learner: Learner, mem: Memory, cfg: SleepConfig, new_owners: set
     for entries in index.values():
         for owner, p in entries:
             by_owner.setdefault(owner, []).append(p)
-    r = random.Random(f"{cfg.seed}|{len(mem.ledger())}")
+    r = random.Random(f"{cfg.seed}|{mem.state['ledger_lines']}")
     rows = []
     for o in sorted(new_owners):
         facts: dict[str, list[Probe]] = {}

@@ -14,6 +14,7 @@ free text (an instruct model writing its own questions) belongs to the real-mode
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cache
 
@@ -34,12 +35,12 @@ class Probe:
     for the same fact (a different answer later means the fact changed)."""
 
 
-class Prober:
+class Prober(ABC):
     """Finds the questions a text answers."""
 
+    @abstractmethod
     def questions(self, text: str) -> list[tuple[str, str]]:
         """(question, key) pairs; empty when the text states nothing the prober knows."""
-        raise NotImplementedError
 
     def probe(self, bm: BaseModel, texts: list[str]) -> list[list[Probe]]:
         """Every text's probes, answered greedily by ``bm`` with the text in context."""
