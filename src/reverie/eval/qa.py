@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from reverie.base.model import BaseModel, Generation
 from reverie.eval.metrics import exact_match, token_f1
@@ -73,24 +75,47 @@ def shuffle(xs: list, seed: int) -> list:
     return xs
 
 
-def ask_injected(bm: BaseModel, qas: list[QA], adapters: dict, gen: Generation | None = None) -> list[str]:
+class Asked(Protocol):
+    """What :func:`ask_injected` needs of a question: its text and whose adapter answers it."""
+
+    @property
+    def person(self) -> str: ...
+
+    @property
+    def question(self) -> str: ...
+
+
+def ask_injected(bm: BaseModel, qas: Sequence[Asked], adapters: dict, gen: Generation | None = None) -> list[str]:
     """Greedy answers with no context, each question under the adapter of ``adapters[key]``.
 
     ``adapters`` maps a key (``qa.person`` unless ``key`` says otherwise) to an Adapter; rows
     of one generation batch may carry different adapters (applied per row)."""
-    import torch
-
     from reverie.hypernet.lora import applied
 
     gen = gen or Generation()
     keys = [q.person for q in qas]
     out: list[str] = []
-    scale = next(iter(adapters.values())).scale
     for i in range(0, len(qas), gen.batch_size):
         chunk = qas[i : i + gen.batch_size]
-        ads = [adapters[k] for k in keys[i : i + gen.batch_size]]
-        names = ads[0].factors.keys()
-        fac = {t: (torch.stack([a.factors[t][0] for a in ads]), torch.stack([a.factors[t][1] for a in ads])) for t in names}
-        with applied(bm.model, fac, scale):
+        fac = _stacked([adapters[k] for k in keys[i : i + gen.batch_size]])
+        with applied(bm.model, fac, 1.0):
             out += bm.answer_batch([bm.prompt(q.question) for q in chunk], Generation(gen.max_new_tokens, len(chunk)))
+    return out
+
+
+def _stacked(ads: list) -> dict:
+    """Per-row factors for a batch of adapters (scale folded into B; ranks zero-padded to the
+    largest, since a long document's combined adapter may carry more ranks)."""
+    import torch
+
+    rmax = max(a.rank for a in ads)
+    out = {}
+    for t in ads[0].factors:
+        As, Bs = [], []
+        for a in ads:
+            A, B = a.factors[t]
+            pad = rmax - A.shape[-2]
+            As.append(torch.nn.functional.pad(A, (0, 0, 0, pad)))  # (L, rmax, d_in)
+            Bs.append(torch.nn.functional.pad(B * a.scale, (0, pad)))  # (L, d_out, rmax)
+        out[t] = (torch.stack(As), torch.stack(Bs))
     return out

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from reverie.base.data import IGNORE
 from reverie.base.model import BaseModel, decode_input
-from reverie.base.prompt import answer_text, closed_prompt, document_prefix
 from reverie.errors import InputError
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.lora import applied, layer_prefix, target_dims
@@ -71,28 +70,74 @@ class Injector(ABC):
 class HyperInjector(Injector):
     """The learned hypernetwork: one forward pass of the base model and the Perceiver."""
 
-    def __init__(self, bm: BaseModel, hyper: HyperNetwork):
+    def __init__(self, bm: BaseModel, hyper: HyperNetwork, batch: int = 16, combine: str = "concat",
+                 chunk_tokens: int | None = None):
         super().__init__(bm)
         self.hyper = hyper.eval()
         self.scale = hyper.cfg.lora_alpha / hyper.cfg.rank
+        self.batch = batch
+        self.combine = combine
+        """How a long document's chunk adapters are combined (see ``hypernet.chunks``)."""
+        self.chunk_tokens = chunk_tokens
+        """Largest chunk in tokens (default: the window, less the reading prefix)."""
 
     def target_names(self) -> tuple[str, ...]:
         return tuple(self.hyper.cfg.targets)
 
-    @torch.no_grad()
+    def n_tokens(self, text: str) -> int:
+        return len(self.bm.tokenizer.encode(text, add_special_tokens=False))
+
+    @property
+    def limit(self) -> int:
+        overhead = len(self.bm.encode(self.bm.format.document(""))) + 2
+        return min(self.chunk_tokens or self.bm.max_length, self.bm.max_length - overhead)
+
+    def chunks(self, text: str) -> list[str]:
+        """``text`` itself if it fits the window, else its chunks."""
+        from reverie.hypernet.chunks import split_chunks
+
+        return [text] if self.n_tokens(text) <= self.limit else split_chunks(text, self.n_tokens, self.limit)
+
     def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:
-        from reverie.hypernet.train import read_docs
+        from reverie.hypernet.chunks import combine
 
         texts = [check_text(t) for t in texts]
+        pieces, owner = [], []
+        for i, text in enumerate(texts):
+            cs = self.chunks(text)
+            pieces += cs
+            owner += [i] * len(cs)
         t0 = time.perf_counter()
-        hidden, pad, ins = read_docs(self.bm, texts, self.hyper.key_targets)
-        f, bias = self.hyper(hidden, pad, ins)
+        ads = self._read(pieces)
         out = []
         for i, text in enumerate(texts):
-            fac = {t: (torch.cat([A[i], bias[t][0]], -2).clone(), torch.cat([B[i], bias[t][1]], -1).clone())
-                   for t, (A, B) in f.items()}
-            meta = self._meta(text, t0) | {"bias_rank": self.hyper.cfg.bias_rank}
-            out.append(Adapter(fac, self.scale, layer_prefix(self.bm.model), meta))
+            mine = [a for a, o in zip(ads, owner, strict=True) if o == i]
+            if len(mine) == 1:
+                out.append(mine[0])
+                continue
+            ad = combine(mine, self.combine, self.hyper.cfg.rank)
+            ad.meta |= self._meta(text, t0)
+            out.append(ad)
+        return out
+
+    @torch.no_grad()
+    def _read(self, texts: list[str]) -> list[Adapter]:
+        from reverie.hypernet.train import read_docs
+
+        out = []
+        # A few documents per forward: the activations read (and the target inputs kept
+        # for the key path) grow as documents x layers x tokens x width, gigabytes for a
+        # hundred real passages at once.
+        for k in range(0, len(texts), self.batch):
+            chunk = texts[k : k + self.batch]
+            t0 = time.perf_counter()
+            hidden, pad, ins = read_docs(self.bm, chunk, self.hyper.key_targets)
+            f, bias = self.hyper(hidden, pad, ins)
+            for i, text in enumerate(chunk):
+                fac = {t: (torch.cat([A[i], bias[t][0]], -2).clone(), torch.cat([B[i], bias[t][1]], -1).clone())
+                       for t, (A, B) in f.items()}
+                meta = self._meta(text, t0) | {"bias_rank": self.hyper.cfg.bias_rank}
+                out.append(Adapter(fac, self.scale, layer_prefix(self.bm.model), meta))
         return out
 
 
@@ -115,17 +160,16 @@ class DistillInjector(Injector):
     def _rows(self, text: str, queries: list[str] | None) -> tuple[list[list[int]], list[list[int]], torch.Tensor | None]:
         bm = self.bm
         enc = lambda s: bm.tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
-        bos = [bm.tokenizer.bos_token_id] if bm.tokenizer.bos_token_id is not None else []
         if not queries:
-            ids = (bos + enc(text))[: bm.max_length]
+            ids = bm.encode(text)[: bm.max_length]
             return [ids], [[IGNORE] + ids[1:]], None
         answers = bm.answer_batch([bm.prompt(q, text) for q in queries])
         s_ids, s_lab, t_rows = [], [], []
         for q, a in zip(queries, answers, strict=True):
-            qi, ai = enc(closed_prompt(q)), enc(answer_text(a))
-            s_ids.append(bos + qi + ai)
-            s_lab.append([IGNORE] * (len(bos) + len(qi)) + ai)
-            t_rows.append((bos + enc(document_prefix(text)) + qi + ai)[-bm.max_length:])
+            qi, ai = bm.encode(bm.format.closed(q)), enc(bm.format.answer(a))
+            s_ids.append(qi + ai)
+            s_lab.append([IGNORE] * len(qi) + ai)
+            t_rows.append((bm.encode(bm.format.context(text, q)) + ai)[-bm.max_length:])
         with torch.no_grad():
             t_logits = [bm.model(torch.tensor([t])).logits[0, -len(s) : -1] for t, s in zip(t_rows, s_ids, strict=True)]
         # Teacher logits predicting each answer token (aligned with the student's labels).

@@ -97,7 +97,7 @@ def read_docs(bm: BaseModel, docs: list[str], targets: tuple[str, ...] = ()
     target module received there.
 
     Returns hidden (N, L, T, d), pad (N, T) (True at padding), {target: (N, L, T, d_in)}."""
-    seqs = [bm.encode(document_prefix(d))[: bm.max_length] for d in docs]
+    seqs = [bm.encode(bm.format.document(d))[: bm.max_length] for d in docs]
     width = max(len(s) for s in seqs)
     ids = torch.tensor([s + [bm.tokenizer.pad_token_id] * (width - len(s)) for s in seqs])
     pad = torch.tensor([[False] * len(s) + [True] * (width - len(s)) for s in seqs])

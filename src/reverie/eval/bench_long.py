@@ -1,0 +1,194 @@
+"""`reverie bench long`: documents past the native window, and needle-in-a-haystack.
+
+Multi-person documents (held-out biographies joined) at 1x, 2x, 4x and 8x the window, one
+question per person, answered by: the hypernetwork with the document split into
+window-sized chunks whose adapters are combined (``concat``: ranks side by side; ``svd``:
+re-compressed to the hypernetwork's rank), the same with biography-sized chunks
+(``concat_small``, ``svd_small``: about what the hypernetwork was trained on), the full document in
+context truncated to the window (its end is kept), and bm25s retrieval of the best
+window-sized chunk into context. ``acc_inject_single`` is the same people's questions with
+one adapter per biography: ``qa_<L>x`` is the best combination's accuracy over it.
+
+Needle: a "special magic number" sentence at 10 depths in world haystack text of each
+length, injected (``concat``), then asked for with no context; and in context at 1x.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reverie.base.model import BaseModel
+from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
+from reverie.hypernet.injectors import HyperInjector
+from reverie.hypernet.lora import applied
+from reverie.utils import progress
+from reverie.world import World, WorldConfig
+from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
+
+LENGTHS = (1, 2, 4, 8)
+DEPTHS = 10
+SMALL_CHUNK = 64
+"""Tokens per chunk for ``concat_small``: about one biography (~55 tokens)."""
+
+
+def _rag(questions: list[str], chunks: list[str]) -> list[str]:
+    import bm25s
+
+    r = bm25s.BM25()
+    r.index(bm25s.tokenize(chunks, stopwords="en", show_progress=False), show_progress=False)
+    res, _ = r.retrieve(bm25s.tokenize(questions, stopwords="en", show_progress=False), k=1, show_progress=False)
+    return [chunks[int(res[i, 0])] for i in range(len(questions))]
+
+
+def _variant(inj: HyperInjector, combine: str, chunk_tokens: int | None) -> HyperInjector:
+    return HyperInjector(inj.bm, inj.hyper, inj.batch, combine, chunk_tokens)
+
+
+def _documents(inj: HyperInjector, bios: list[tuple[str, str]], window: int, mult: int) -> list[list[tuple[str, str]]]:
+    """Consecutive biographies grouped into documents of about ``mult`` windows each."""
+    out, cur, n = [], [], 0
+    for name, bio in bios:
+        cur.append((name, bio))
+        n += inj.n_tokens(bio) + 1
+        if n >= mult * window * 0.95:
+            out.append(cur)
+            cur, n = [], 0
+    return out
+
+
+def answer_latency(bm: BaseModel, question: str, context: str | None, adapter=None, reps: int = 3) -> float:
+    prompt = bm.prompt(question, context)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        if adapter is None:
+            bm.answer_batch([prompt])
+        else:
+            with applied(bm.model, adapter.factors, adapter.scale):
+                bm.answer_batch([prompt])
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64, lengths: tuple[int, ...] = LENGTHS,
+        needle_trials: int = 3) -> dict[str, Any]:
+    world = World(WorldConfig(seed=0))
+    window = bm.max_length
+    variants = {"concat": _variant(inj, "concat", None), "svd": _variant(inj, "svd", None),
+                "concat_small": _variant(inj, "concat", SMALL_CHUNK), "svd_small": _variant(inj, "svd", SMALL_CHUNK)}
+    out: dict[str, Any] = {"window_tokens": window, "lengths": list(lengths), "small_chunk_tokens": SMALL_CHUNK}
+    curves: dict[str, dict[str, float]] = {k: {} for k in ["inject_single", *variants, "full_truncated", "rag"]}
+    bytes_: dict[str, dict[str, int]] = {k: {} for k in variants}
+    latency: dict[str, dict[str, float]] = {"inject": {}, "full": {}}
+    offset = 0
+    with progress() as bar:
+        task = bar.add_task("bench long", total=len(lengths) * 2)
+        for mult in lengths:
+            # Enough documents of this length for >= n_per_length people; fresh people each length.
+            n_people = max(n_per_length, int(mult * window / 50) + 8)
+            people = world.held_out[offset : offset + n_people + mult * 6]
+            offset += len(people)
+            bio = documents(world, people, seed)
+            docs = _documents(inj, list(bio.items()), window, mult)
+            members = {name: i for i, d in enumerate(docs) for name, _ in d}
+            texts = [" ".join(b for _, b in d) for d in docs]
+            asked = [p for p in people if p.name in members]
+            qas = sample_questions(world, asked, 1, seed + mult)
+            key = f"{mult}x"
+            out[f"n_questions_{key}"] = len(qas)
+            out[f"n_documents_{key}"] = len(docs)
+            out[f"mean_tokens_{key}"] = round(statistics.mean(inj.n_tokens(t) for t in texts), 1)
+            single = dict(zip(bio, inj.inject_many(list(bio.values())), strict=True))
+            curves["inject_single"][key] = score(ask_injected(bm, qas, single), qas).acc
+            for name, v in variants.items():
+                ads = v.inject_many(texts)
+                by_person = {n: ads[i] for n, i in members.items()}
+                curves[name][key] = score(ask_injected(bm, qas, by_person), qas).acc
+                bytes_[name][key] = int(statistics.mean(a.nbytes for a in ads))
+            ctx = {p.name: texts[members[p.name]] for p in asked}
+            curves["full_truncated"][key] = score(ask(bm, qas, ctx), qas).acc
+            chunk_sets = {i: variants["concat"].chunks(t) for i, t in enumerate(texts)}
+            got = [_rag([q.question], chunk_sets[members[q.person]])[0] for q in qas]
+            curves["rag"][key] = score(bm.answer_batch([bm.prompt(q.question, c) for q, c in zip(qas, got, strict=True)]), qas).acc
+            one = variants["concat"].inject(texts[0])
+            latency["inject"][key] = round(answer_latency(bm, qas[0].question, None, one), 4)
+            latency["full"][key] = round(answer_latency(bm, qas[0].question, texts[0]), 4)  # truncated past 1x
+            bar.advance(task)
+            # Needle: one magic number per haystack; depth = its position among the sentences.
+            r = random.Random(f"{seed}:needle:{mult}")
+            grid: list[float] = []
+            in_ctx: list[float] = []
+            for d in range(DEPTHS):
+                hits = []
+                for _ in range(needle_trials):
+                    value = str(r.randint(1_000_000, 9_999_999))
+                    hay = world.haystack(int(mult * window / 12), r)
+                    at = round(d / (DEPTHS - 1) * len(hay))
+                    text = " ".join(hay[:at] + [NEEDLE.format(value=value)] + hay[at:])
+                    ad = variants["concat"].inject(text)
+                    with applied(bm.model, ad.factors, ad.scale):
+                        ans = bm.answer(NEEDLE_QUESTION)
+                    hits.append(float(ans.strip() == value))
+                    if mult == 1:
+                        in_ctx.append(float(bm.answer(NEEDLE_QUESTION, text).strip() == value))
+                grid.append(statistics.mean(hits))
+            out[f"needle_{key}"] = round(statistics.mean(grid), 4)
+            out[f"needle_{key}_by_depth"] = [round(g, 3) for g in grid]
+            if in_ctx:
+                out["needle_in_context_1x"] = round(statistics.mean(in_ctx), 4)
+            bar.advance(task)
+    for cond, c in curves.items():
+        for key, acc in c.items():
+            out[f"qa_{key}_{cond}"] = round(acc, 4)
+    for mult in lengths:
+        key = f"{mult}x"
+        best = max(curves[n][key] for n in variants)
+        out[f"qa_{key}"] = round(best / max(curves["inject_single"][key], 1e-9), 4)
+    out["adapter_bytes"] = bytes_
+    out["answer_latency_s"] = latency
+    out["curves"] = {k: {m: round(v, 4) for m, v in c.items()} for k, c in curves.items()}
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> list[Path]:
+    """Accuracy against length, and the needle heat map (depth x length)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lengths = result["lengths"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, c in result["curves"].items():
+        ax.plot(lengths, [c[f"{m}x"] for m in lengths], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(lengths, [f"{m}x" for m in lengths])
+    ax.set_xlabel(f"document length (x the {result['window_tokens']}-token window)")
+    ax.set_ylabel("QA accuracy (exact match)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{result.get('command', 'reverie bench long')} (seed {result.get('seed')})", fontsize=8)
+    fig.tight_layout()
+    p1 = path.with_suffix(".png")
+    fig.savefig(p1, dpi=110)
+    plt.close(fig)
+    grid = [result[f"needle_{m}x_by_depth"] for m in lengths]  # (lengths, depths)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    im = ax.imshow(torch.tensor(grid).T.numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+    ax.set_xticks(range(len(lengths)), [f"{m}x" for m in lengths])
+    ax.set_yticks(range(DEPTHS), [f"{d / (DEPTHS - 1):.0%}" for d in range(DEPTHS)], fontsize=7)
+    ax.set_xlabel("haystack length")
+    ax.set_ylabel("needle depth")
+    ax.set_title("needle accuracy after injection (no context)", fontsize=9)
+    fig.colorbar(im)
+    fig.tight_layout()
+    p2 = path.with_name(path.stem + "_needle.png")
+    fig.savefig(p2, dpi=110)
+    plt.close(fig)
+    return [p1, p2]

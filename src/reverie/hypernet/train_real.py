@@ -1,0 +1,246 @@
+"""Recipe: meta-train a hypernetwork for a real model on real passages
+(`reverie train hypernet --model smollm2`).
+
+The same module and objective as the world recipe (``train.py``), with targets the model
+writes itself, as Doc-to-LoRA does: the teacher is the base model with the passage in
+context, and its greedy answer to each dataset question is the answer the student (base
+model plus the emitted adapter, no passage) must reproduce; the loss is the KL to the
+teacher's full next-token distribution over those answer tokens, plus a KL-to-base term on
+questions about *other* passages (locality). Gold answers are never trained on.
+
+The teacher answers are generated once, before training, for a pool of training passages
+(the slow part on a CPU; seconds on a GPU) and kept in ``teacher.jsonl`` so a resumed run
+reuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from reverie.base.data import IGNORE
+from reverie.base.model import BaseModel, Generation
+from reverie.errors import ReverieError
+from reverie.hypernet.lora import applied, concat
+from reverie.hypernet.model import HyperNetwork
+from reverie.hypernet.store import build_config, save_hypernet
+from reverie.hypernet.train import read_docs
+from reverie.utils import load_train_state, progress, read_state, save_train_state, warmup_cosine
+from reverie.world.passages import Passage
+
+
+@dataclass
+class RealRecipe:
+    """Everything that determines a hypernetwork trained on real passages."""
+
+    seed: int = 0
+    """Seeds the passage pool, data order and initialisation."""
+    steps: int = 2000
+    """Optimizer steps (or fitted to ``max_seconds``)."""
+    pool: int = 4000
+    """Training passages given teacher answers before training."""
+    q_per_doc: int = 3
+    """Questions per passage in the pool."""
+    docs_per_step: int = 16
+    """Passages injected per step (one adapter each)."""
+    n_local: int = 2
+    """Questions about other passages asked of each adapter (locality)."""
+    lr: float = 3e-4
+    """Peak learning rate (AdamW, warm-up then cosine to 10%)."""
+    warmup: int = 100
+    """Warm-up steps."""
+    local: float = 1.0
+    """Weight of the KL-to-base term on other passages' questions."""
+    l1: float = 1e-3
+    """L1 penalty on the emitted B factors."""
+    rank: int = 8
+    """LoRA rank per passage."""
+    latent_dim: int = 256
+    """Perceiver width."""
+    n_blocks: int = 2
+    """Perceiver blocks."""
+    targets: tuple[str, ...] = ("mlp.down_proj",)
+    """Target modules inside each layer."""
+    max_answer_tokens: int = 24
+    """Teacher answers are cut at this many tokens (as the benchmark's answers are)."""
+    ckpt_every: int = 100
+    """Steps between checkpoints."""
+
+
+def teacher_pool(bm: BaseModel, passages: list[Passage], rc: RealRecipe, path: Path,
+                 batch: int = 32) -> list[dict]:
+    """``{"text", "qas": [[question, teacher answer], ...]}`` for ``rc.pool`` passages,
+    read from ``path`` if a previous run wrote it."""
+    if path.is_file():
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    r = random.Random(rc.seed)
+    chosen = r.sample(passages, min(rc.pool, len(passages)))
+    jobs = [(i, q) for i, p in enumerate(chosen) for q, _ in r.sample(p.qas, min(rc.q_per_doc, len(p.qas)))]
+    prompts = [bm.prompt(q, chosen[i].text) for i, q in jobs]
+    answers: list[str] = []
+    gen = Generation(max_new_tokens=rc.max_answer_tokens, batch_size=batch)
+    with progress() as bar:
+        task = bar.add_task("teacher answers", total=len(prompts))
+        for k in range(0, len(prompts), batch):
+            answers += bm.answer_batch(prompts[k : k + batch], gen)
+            bar.update(task, advance=len(prompts[k : k + batch]))
+    rows: list[dict] = [{"text": p.text, "qas": []} for p in chosen]
+    for (i, q), a in zip(jobs, answers, strict=True):
+        if a:
+            rows[i]["qas"].append([q, a])
+    rows = [row for row in rows if row["qas"]]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tmp.rename(path)
+    return rows
+
+
+def answer_logits(bm: BaseModel, rows: list[tuple[list[int], list[int]]]) -> torch.Tensor:
+    """Logits predicting each labelled token of right-padded rows: (K, V). Only those
+    positions go through the output layer (a 49k vocabulary over every position of a long
+    teacher row would dominate memory)."""
+    pad = bm.tokenizer.pad_token_id
+    width = max(len(i) for i, _ in rows)
+    ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in rows])
+    lab = torch.tensor([la + [IGNORE] * (width - len(la)) for _, la in rows])
+    mask = (torch.arange(width)[None] < torch.tensor([len(i) for i, _ in rows])[:, None]).long()
+    sel = lab[:, 1:] != IGNORE  # (N, T-1): position t predicts token t+1
+    inner, head = getattr(bm.model, "model", None), getattr(bm.model, "lm_head", None)
+    if inner is None or head is None:
+        return bm.model(ids, attention_mask=mask).logits[:, :-1][sel]
+    h = inner(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]  # (N, T-1, d)
+    return head(h[sel])  # (K, V)
+
+
+class RealStep:
+    """One step's data and loss; shared by training and tests."""
+
+    def __init__(self, bm: BaseModel, hyper: HyperNetwork, pool: list[dict], rc: RealRecipe):
+        self.bm, self.hyper, self.pool, self.rc = bm, hyper, pool, rc
+        self.scale = hyper.cfg.lora_alpha / hyper.cfg.rank
+        self.enc = lambda s: bm.tokenizer.encode(s, add_special_tokens=False)
+
+    def data(self, step: int) -> dict:
+        r = random.Random(f"{self.rc.seed}:{step}")
+        docs = r.sample(self.pool, min(self.rc.docs_per_step, len(self.pool)))
+        fmt, enc, bm = self.bm.format, self.enc, self.bm
+        student, teacher, local = [], [], []
+        for di, d in enumerate(docs):
+            for q, a in d["qas"]:
+                ai = enc(fmt.answer(a))[: self.rc.max_answer_tokens + 1]
+                qi, ci = bm.encode(fmt.closed(q)), bm.encode(fmt.context(d["text"], q))
+                ci = ci[-(bm.max_length - len(ai)):]
+                student.append((di, (qi + ai, [IGNORE] * len(qi) + ai)))
+                teacher.append((ci + ai, [IGNORE] * len(ci) + ai))
+            others = [o for o in docs if o is not d] or [d]
+            for _ in range(self.rc.n_local):
+                q, a = r.choice(r.choice(others)["qas"])
+                qi, ai = bm.encode(fmt.closed(q)), enc(fmt.answer(a))[: self.rc.max_answer_tokens + 1]
+                local.append((di, (qi + ai, [IGNORE] * len(qi) + ai)))
+        return {"docs": [d["text"] for d in docs], "student": student, "teacher": teacher, "local": local}
+
+    def loss(self, d: dict) -> tuple[torch.Tensor, dict]:
+        bm = self.bm
+        hidden, pad, ins = read_docs(bm, d["docs"], self.hyper.key_targets)
+        f, bias = self.hyper(hidden, pad, ins)  # {t: (A (N, L, r, d_in), B (N, L, d_out, r))}
+        n = len(d["docs"])
+        full = concat([f, {t: (a[None].expand(n, -1, -1, -1), b[None].expand(n, -1, -1, -1)) for t, (a, b) in bias.items()}])
+        rows = d["student"] + d["local"]
+        gidx = torch.tensor([g for g, _ in rows])
+        with applied(bm.model, {t: (A[gidx], B[gidx]) for t, (A, B) in full.items()}, self.scale):
+            s_logits = answer_logits(bm, [x for _, x in rows])  # (K_s + K_l, V)
+        with torch.no_grad():
+            t_logits = answer_logits(bm, d["teacher"])  # (K_s, V)
+            b_logits = answer_logits(bm, [x for _, x in d["local"]])  # (K_l, V)
+        ks = t_logits.shape[0]
+        kl = F.kl_div(F.log_softmax(s_logits[:ks], -1), F.log_softmax(t_logits, -1), log_target=True, reduction="batchmean")
+        loc = F.kl_div(F.log_softmax(s_logits[ks:], -1), F.log_softmax(b_logits, -1), log_target=True, reduction="batchmean")
+        l1 = sum(B.abs().mean() for _, B in f.values())
+        loss = kl + self.rc.local * loc + self.rc.l1 * l1
+        with torch.no_grad():
+            agree = (s_logits[:ks].argmax(-1) == t_logits.argmax(-1)).float().mean().item()
+        return loss, {"kl": round(kl.item(), 4), "loc": round(loc.item(), 4), "tok_agree": round(agree, 4)}
+
+
+def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int = 0, steps: int = 2000,
+          pool: int = 4000, docs_per_step: int = 16, lr: float = 3e-4, device: str = "cpu",
+          max_seconds: float | None = None, export: str | None = None, data: str | None = None) -> Path:
+    """Train (or resume) a hypernetwork for ``model`` on the training passages under ``out``.
+
+    ``data``: a passages JSON-lines file (see :func:`reverie.world.passages.save_jsonl`)
+    instead of the fetched training split, e.g. on a machine without the registry.
+    ``max_seconds`` fits the step count after 20 timed steps so that the whole command
+    (loading, teacher answers and training) ends within that wall-clock budget.
+    ``export``: write the trained hypernetwork into that folder (safetensors + manifest)."""
+    from reverie.world import passages as P
+
+    t_start = time.time()
+    bm = BaseModel.load(model)
+    rc = RealRecipe(seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step, lr=lr)
+    torch.manual_seed(seed)
+    cfg = build_config(bm, rc.rank, rc.targets, latent_dim=rc.latent_dim, n_blocks=rc.n_blocks, pointer_a=True)
+    hyper = HyperNetwork(cfg)
+    opt = torch.optim.AdamW(hyper.parameters(), lr=rc.lr, weight_decay=0.0)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    ck = root / "ckpt"
+    step, elapsed = 0, 0.0
+    if device != "cpu":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        bm.model.to(device)
+        hyper.to(device)
+        torch.set_default_device(device)
+    state = read_state(ck)  # after the move: the optimizer state loads onto the weights' device
+    if state is not None:
+        if state["fingerprint"] != cfg.base_fingerprint:
+            raise ReverieError(f"checkpoint in {ck} was trained on another base model; use another --out")
+        load_train_state(ck, hyper, opt)
+        step, elapsed = state["step"], state["elapsed"]
+    passages = P.load_jsonl(data) if data else P.load("train")
+    t_pool = time.time()
+    pool_rows = teacher_pool(bm, passages, rc, root / "teacher.jsonl", batch=128 if device != "cpu" else 16)
+    log = (root / "log.jsonl").open("a")
+    log.write(json.dumps({"pool": len(pool_rows), "pool_s": round(time.time() - t_pool, 1)}) + "\n")
+    st = RealStep(bm, hyper, pool_rows, rc)
+    start_step, t0 = step, time.time() - elapsed
+    with progress() as bar:
+        task = bar.add_task("train hypernet", total=rc.steps, completed=step)
+        while step < rc.steps:
+            hyper.train()
+            for g in opt.param_groups:
+                g["lr"] = warmup_cosine(step, rc.lr, rc.warmup, rc.steps)
+            loss, info = st.loss(st.data(step))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(hyper.parameters(), 1.0)
+            opt.step()
+            step += 1
+            if max_seconds is not None and step - start_step == 20:
+                per_step = (time.time() - t0 - elapsed) / 20
+                left = max_seconds - (time.time() - t_start) - 30  # 30 s kept for the last checkpoint and export
+                rc.steps = max(step + 1, int(step + left / per_step))
+                bar.update(task, total=rc.steps)
+                log.write(json.dumps({"step": step, "fitted_steps": rc.steps, "s_per_step": round(per_step, 4)}) + "\n")
+            bar.update(task, advance=1, description=f"train hypernet kl {info['kl']:.3f}")
+            if step % 10 == 0 or step == rc.steps:
+                log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), **info, "t": round(time.time() - t0, 1)}) + "\n")
+                log.flush()
+            if step % rc.ckpt_every == 0 or step == rc.steps:
+                save_train_state(ck, hyper, opt, {"step": step, "elapsed": time.time() - t0, "recipe": asdict(rc),
+                                                  "fingerprint": cfg.base_fingerprint, "config": cfg.to_json()})
+    if device != "cpu":
+        torch.set_default_device("cpu")
+        hyper.to("cpu")
+        bm.model.to("cpu")
+    if export:
+        save_hypernet(hyper, Path(export), {
+            "recipe": asdict(rc), "model": model, "train_wall_s": round(time.time() - t0, 1), "device": device,
+            "command": f"reverie train hypernet --model {model} --out {out} --seed {seed} --steps {steps} "
+                       f"--pool {pool} --docs-per-step {docs_per_step} --lr {lr:g} --export {export}"})
+    return root

@@ -1,0 +1,29 @@
+"""bench long on the embedded model (tiny sizes) and the real-text scoring."""
+
+import pytest
+
+from reverie.eval.bench_real import Row, rouge_l, scores
+
+
+def test_rouge_and_exact_match_take_the_best_accepted_answer():
+    assert rouge_l("the Denver Broncos won", ["Denver Broncos", "Carolina"]) == pytest.approx(2 / 3)
+    rows = [Row("p", "Who won?", ["Denver Broncos", "Broncos"])]
+    s = scores(["Broncos"], rows, "x")
+    assert s["em_x"] == 1.0 and s["rougeL_x"] == 1.0
+    assert scores(["Carolina"], rows, "x")["rougeL_x"] == 0.0
+
+
+@pytest.mark.slow
+def test_bench_long_tiny(tmp_path):
+    from reverie.eval import bench_long as bl
+    from reverie.learner import Learner
+
+    learner = Learner.load()
+    r = bl.run(learner.bm, learner.injector, seed=0, n_per_length=4, lengths=(2,), needle_trials=1)
+    for k in ("qa_2x", "qa_2x_concat", "qa_2x_svd", "qa_2x_full_truncated", "qa_2x_rag", "needle_2x"):
+        assert 0.0 <= r[k] <= (10.0 if k == "qa_2x" else 1.0), k
+    assert r["adapter_bytes"]["svd"]["2x"] < r["adapter_bytes"]["concat"]["2x"]
+    assert len(r["needle_2x_by_depth"]) == bl.DEPTHS
+    r["command"], r["seed"] = "reverie bench long", 0
+    pngs = bl.plot(r, tmp_path / "bench_long.png")
+    assert all(p.stat().st_size > 1000 for p in pngs)

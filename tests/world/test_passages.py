@@ -1,0 +1,84 @@
+"""Real passages: parsing, held-out split by article, fetching from a (local) index."""
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+
+from reverie.errors import ReverieError
+from reverie.world import passages as P
+
+
+def _squad(titles: list[str]) -> dict:
+    return {"data": [{"title": t, "paragraphs": [
+        {"context": f"{t} was founded in {1900 + i}.", "qas": [
+            {"question": f"When was {t} founded?", "answers": [{"text": str(1900 + i), "answer_start": 0}]},
+            {"question": "unanswerable", "answers": []}]}]} for i, t in enumerate(titles)]}
+
+
+def _instruct() -> dict:
+    ex = [{"input": "Passage: Ada met Bob in Paris.\nQuestion: Whom did Ada meet?", "target": ["Bob."]},
+          {"input": "Passage: Ada met Bob in Paris.\nQuestion: Where? \nAnswer type: Span ", "target": ["Paris."]}]
+    return {"examples": ex}
+
+
+def _archive(path) -> str:
+    titles = [f"Article_{i}" for i in range(40)]
+    files = {k: _squad(titles if k == "squad" else [f"{k}_{i}" for i in range(3)]) for k in P.SQUAD}
+    files |= {k: _instruct() for k in P.INSTRUCT}
+    with tarfile.open(path, "w:gz") as t:
+        for name, member in (P.SQUAD | P.INSTRUCT).items():
+            data = json.dumps(files[name]).encode()
+            info = tarfile.TarInfo(P.TASKS + member)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def index(tmp_path, monkeypatch):
+    """A file:// package index holding a small archive shaped like bigbench's."""
+    simple = tmp_path / "simple" / "bigbench"
+    simple.mkdir(parents=True)
+    sha = _archive(simple / P.ARCHIVE)
+    (simple / "index.html").write_text(f'<a href="{P.ARCHIVE}#sha256={sha}">{P.ARCHIVE}</a>')
+    monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "simple").as_uri())
+    monkeypatch.setenv("REVERIE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(P, "SHA256", sha)
+    orig = P.urllib.request.urlopen
+    # A file:// folder URL lists the folder; a registry serves index.html there.
+    monkeypatch.setattr(P.urllib.request, "urlopen",
+                        lambda url, timeout=None: orig(url + ("index.html" if url.endswith("/") else ""), timeout=timeout))
+    return tmp_path
+
+
+
+def test_fetch_splits_and_parsing(index):
+    train, test = P.load("train"), P.load("test")
+    assert test and train
+    assert {p.id for p in train}.isdisjoint(p.id for p in test)
+    assert all(p.source == "squad" and P.held_out(p.title) for p in test)
+    assert all(len(p.qas) == 1 for p in test)  # the unanswerable question is dropped
+    assert {p.source for p in train} == set(P.SQUAD)
+    quoref = P.load("quoref")
+    assert len(quoref) == 1 and quoref[0].qas == [("Whom did Ada meet?", ["Bob"]), ("Where?", ["Paris"])]
+    assert not (index / "cache" / "data" / P.ARCHIVE).exists()  # the archive is deleted once extracted
+    with pytest.raises(ReverieError, match="unknown split"):
+        P.load("dev")
+
+
+def test_fetch_refuses_a_wrong_checksum(index, monkeypatch):
+    monkeypatch.setattr(P, "SHA256", "0" * 64)
+    with pytest.raises(ReverieError, match="sha256"):
+        P.fetch(quiet=True)
+    assert not (P.data_dir() / "DONE").exists()
+
+
+def test_jsonl_round_trip(tmp_path):
+    ps = [P.Passage("a1", "squad", "T", "Some text.", [("Q?", ["A"])])]
+    P.save_jsonl(ps, tmp_path / "p.jsonl")
+    assert P.load_jsonl(tmp_path / "p.jsonl") == ps
+    with pytest.raises(ReverieError, match="not found"):
+        P.load_jsonl(tmp_path / "missing.jsonl")
