@@ -37,7 +37,7 @@ def test_inject_and_peft_round_trip(learner, tmp_path):
     from reverie.base.model import BaseModel
     from reverie.hypernet.lora import applied
 
-    ad = learner.inject(PASSAGE)
+    ad = learner.injector.inject(PASSAGE)  # not learner.inject: that also merges it into the weights
     assert ad.rank == learner.injector.hyper.cfg.rank + learner.injector.hyper.cfg.bias_rank
     ad.save(tmp_path / "ad", learner.bm.path)
     plain = AutoModelForCausalLM.from_pretrained(learner.bm.path, dtype=torch.float32)
