@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from reverie.base.model import BaseModel
+from reverie.eval.bench_qa import retrieve
 from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.injectors import HyperInjector
 from reverie.hypernet.lora import applied
@@ -35,15 +36,6 @@ LENGTHS = (1, 2, 4, 8)
 DEPTHS = 10
 SMALL_CHUNK = 64
 """Tokens per chunk for ``concat_small``: about one biography (~55 tokens)."""
-
-
-def _rag(questions: list[str], chunks: list[str]) -> list[str]:
-    import bm25s
-
-    r = bm25s.BM25()
-    r.index(bm25s.tokenize(chunks, stopwords="en", show_progress=False), show_progress=False)
-    res, _ = r.retrieve(bm25s.tokenize(questions, stopwords="en", show_progress=False), k=1, show_progress=False)
-    return [chunks[int(res[i, 0])] for i in range(len(questions))]
 
 
 def _variant(inj: HyperInjector, combine: str, chunk_tokens: int | None) -> HyperInjector:
@@ -114,7 +106,7 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
             ctx = {p.name: texts[members[p.name]] for p in asked}
             curves["full_truncated"][key] = score(ask(bm, qas, ctx), qas).acc
             chunk_sets = {i: variants["concat"].chunks(t) for i, t in enumerate(texts)}
-            got = [_rag([q.question], chunk_sets[members[q.person]])[0] for q in qas]
+            got = [retrieve([q.question], chunk_sets[members[q.person]])[0] for q in qas]
             curves["rag"][key] = score(bm.answer_batch([bm.prompt(q.question, c) for q, c in zip(qas, got, strict=True)]), qas).acc
             one = variants["concat"].inject(texts[0])
             latency["inject"][key] = round(answer_latency(bm, qas[0].question, None, one), 4)

@@ -15,29 +15,34 @@ from typing import Any
 import torch
 
 from reverie.base.model import BaseModel
-from reverie.base.prompt import document_prefix
 from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
 from reverie.utils import progress
 from reverie.world import World, WorldConfig
 
 
-def rag_docs(world: World, qas, docs: dict[str, str], store_size: int, seed: int) -> dict[str, str]:
-    """For each question, the top-1 bm25s document from a store that includes the target."""
+def retrieve(questions: list[str], store: list[str]) -> list[str]:
+    """The top-1 bm25s text of ``store`` for each question."""
     import bm25s
 
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(store, stopwords="en", show_progress=False), show_progress=False)
+    res, _ = retriever.retrieve(bm25s.tokenize(questions, stopwords="en", show_progress=False), k=1, show_progress=False)
+    return [store[int(res[i, 0])] for i in range(len(questions))]
+
+
+def rag_docs(world: World, qas, docs: dict[str, str], store_size: int, seed: int) -> dict[str, str]:
+    """For each question, the top-1 bm25s document from a store that includes the target."""
     people = world.held_out[: max(store_size, len(docs))]
     store = documents(world, people, seed + 1) | docs  # the targets' own documents are in the store
-    names = list(store)
-    corpus = [store[n] for n in names]
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
-    res, _ = retriever.retrieve(bm25s.tokenize([q.question for q in qas], stopwords="en", show_progress=False), k=1, show_progress=False)
-    return {f"{q.person}\x00{q.question}": corpus[int(res[i, 0])] for i, q in enumerate(qas)}
+    got = retrieve([q.question for q in qas], list(store.values()))
+    return {f"{q.person}\x00{q.question}": g for q, g in zip(qas, got, strict=True)}
 
 
 def forward_time(bm: BaseModel, text: str, reps: int = 5) -> float:
-    ids = torch.tensor([bm.encode(document_prefix(text))[: bm.max_length]])
+    """Seconds of one forward pass (hidden states kept, as injection reads them) over what
+    the hypernetwork reads of ``text``."""
+    ids = torch.tensor([bm.encode(bm.format.document(text))[: bm.max_length]])
     with torch.no_grad():
         bm.model(ids, output_hidden_states=True)
         t0 = time.perf_counter()

@@ -13,6 +13,7 @@ question's own words, which ``relative_qa`` counts as success).
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics
 import time
@@ -20,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from reverie.base.model import BaseModel, Generation
+from reverie.eval.bench_qa import forward_time, retrieve
 from reverie.eval.metrics import exact_match, token_f1
 from reverie.eval.qa import ask_injected
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
@@ -39,14 +39,15 @@ class Row:
     answers: list[str]
 
 
-def rouge_l(pred: str, golds: list[str]) -> float:
+@functools.cache
+def _scorer() -> Any:
     from rouge_score import rouge_scorer
 
-    sc = _SCORER.setdefault(0, rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True))
-    return max(sc.score(g, pred)["rougeL"].fmeasure for g in golds)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 
-_SCORER: dict[int, Any] = {}
+def rouge_l(pred: str, golds: list[str]) -> float:
+    return max(_scorer().score(g, pred)["rougeL"].fmeasure for g in golds)
 
 
 def scores(preds: list[str], rows: list[Row], name: str) -> dict[str, float]:
@@ -54,15 +55,6 @@ def scores(preds: list[str], rows: list[Row], name: str) -> dict[str, float]:
     return {f"rougeL_{name}": round(sum(rouge_l(p, r.answers) for p, r in zip(preds, rows, strict=True)) / n, 4),
             f"em_{name}": round(sum(max(exact_match(p, g) for g in r.answers) for p, r in zip(preds, rows, strict=True)) / n, 4),
             f"f1_{name}": round(sum(max(token_f1(p, g) for g in r.answers) for p, r in zip(preds, rows, strict=True)) / n, 4)}
-
-
-def retrieve(questions: list[str], store: list[str]) -> list[str]:
-    import bm25s
-
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(store, stopwords="en", show_progress=False), show_progress=False)
-    res, _ = retriever.retrieve(bm25s.tokenize(questions, stopwords="en", show_progress=False), k=1, show_progress=False)
-    return [store[int(res[i, 0])] for i in range(len(questions))]
 
 
 def passage_of_tokens(bm: BaseModel, passages: list[Passage], n_tokens: int) -> str:
@@ -73,16 +65,6 @@ def passage_of_tokens(bm: BaseModel, passages: list[Passage], n_tokens: int) -> 
         if len(ids) >= n_tokens:
             break
     return str(bm.tokenizer.decode(ids[:n_tokens]))
-
-
-def forward_s(bm: BaseModel, text: str, reps: int = 3) -> float:
-    ids = torch.tensor([bm.encode(bm.format.document(text))[: bm.max_length]])
-    with torch.no_grad():
-        bm.model(ids, output_hidden_states=True)
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            bm.model(ids, output_hidden_states=True)
-    return (time.perf_counter() - t0) / reps
 
 
 def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_passages: int = 100, per_passage: int = 2,
@@ -144,7 +126,7 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_passages: int = 100,
             t0 = time.perf_counter()
             inj.inject(long)
             t_inj.append(time.perf_counter() - t0)
-            t_fwd.append(forward_s(bm, long))
+            t_fwd.append(forward_time(bm, long, reps=3))
         out["inject_s_512"] = round(statistics.median(t_inj), 4)
         out["forward_s_512"] = round(statistics.median(t_fwd), 4)
         out["inject_ratio"] = round(statistics.median(a / b for a, b in zip(t_inj, t_fwd, strict=True)), 3)

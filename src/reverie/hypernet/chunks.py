@@ -1,6 +1,6 @@
 """Documents longer than the window: split into chunks, one adapter per chunk, combined.
 
-Combinations (a registry, like injectors and merge strategies):
+Combinations (the :data:`COMBINERS` table):
 - ``concat``: the chunks' ranks side by side (Doc-to-LoRA's default): exact sum of the
   chunk deltas, rank and bytes grow with length;
 - ``svd``: the same sum re-compressed to the hypernetwork's own rank per layer (its best
@@ -17,18 +17,7 @@ from collections.abc import Callable
 import torch
 
 from reverie.hypernet.adapter import Adapter
-from reverie.hypernet.lora import Factors
-
-COMBINERS: dict[str, Callable[[list[Factors], int], Factors]] = {}
-
-
-def combiner(name: str) -> Callable[[Callable[[list[Factors], int], Factors]], Callable[[list[Factors], int], Factors]]:
-    def deco(fn: Callable[[list[Factors], int], Factors]) -> Callable[[list[Factors], int], Factors]:
-        COMBINERS[name] = fn
-        return fn
-
-    return deco
-
+from reverie.hypernet.lora import Factors, concat
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -59,12 +48,10 @@ def split_chunks(text: str, n_tokens: Callable[[str], int], limit: int) -> list[
     return chunks
 
 
-@combiner("concat")
 def concat_ranks(parts: list[Factors], rank: int) -> Factors:
-    return {t: (torch.cat([p[t][0] for p in parts], -2), torch.cat([p[t][1] for p in parts], -1)) for t in parts[0]}
+    return concat(parts)  # exact: the rank argument does not bound it
 
 
-@combiner("svd")
 @torch.no_grad()
 def svd_ranks(parts: list[Factors], rank: int) -> Factors:
     """Best rank-``rank`` approximation of the summed deltas, per layer.
@@ -72,7 +59,7 @@ def svd_ranks(parts: list[Factors], rank: int) -> Factors:
     Written out rather than through peft's ``add_weighted_adapter(combination_type="svd")``:
     that needs the chunks loaded as named adapters of a PeftModel and forms each layer's
     dense delta; here QR of the stacked factors reduces the SVD to an (R x R) core."""
-    cat = concat_ranks(parts, rank)
+    cat = concat(parts)
     out = {}
     for t, (A, B) in cat.items():  # A (L, R, d_in), B (L, d_out, R)
         qb, rb = torch.linalg.qr(B)  # (L, d_out, R), (L, R, R)
@@ -86,6 +73,10 @@ def svd_ranks(parts: list[Factors], rank: int) -> Factors:
     return out
 
 
+COMBINERS: dict[str, Callable[[list[Factors], int], Factors]] = {"concat": concat_ranks, "svd": svd_ranks}
+"""Name -> f(chunk factors, rank) -> one document's factors; a new combination is one entry."""
+
+
 def combine(adapters: list[Adapter], how: str, rank: int) -> Adapter:
     """One adapter for a document from its chunks' adapters."""
     if how not in COMBINERS:
@@ -93,7 +84,7 @@ def combine(adapters: list[Adapter], how: str, rank: int) -> Adapter:
     parts = [a.parts() for a in adapters]
     docs = COMBINERS[how]([p for p, _ in parts], rank)
     bias = parts[0][1]
-    fac = concat_ranks([docs, bias], rank) if bias is not None else docs
+    fac = concat([docs, bias]) if bias is not None else docs
     meta = dict(adapters[0].meta)
     meta |= {"chunks": len(adapters), "combine": how, "bias_rank": int(meta.get("bias_rank", 0)),
              "inject_s": round(sum(float(a.meta.get("inject_s", 0.0)) for a in adapters), 5)}

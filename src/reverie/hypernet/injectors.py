@@ -5,6 +5,7 @@ A new injector is one class with the :func:`register` decorator.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from abc import ABC, abstractmethod
@@ -87,7 +88,7 @@ class HyperInjector(Injector):
     def n_tokens(self, text: str) -> int:
         return len(self.bm.tokenizer.encode(text, add_special_tokens=False))
 
-    @property
+    @functools.cached_property
     def limit(self) -> int:
         overhead = len(self.bm.encode(self.bm.format.document(""))) + 2
         return min(self.chunk_tokens or self.bm.max_length, self.bm.max_length - overhead)
@@ -96,7 +97,10 @@ class HyperInjector(Injector):
         """``text`` itself if it fits the window, else its chunks."""
         from reverie.hypernet.chunks import split_chunks
 
-        return [text] if self.n_tokens(text) <= self.limit else split_chunks(text, self.n_tokens, self.limit)
+        # A token covers at least one byte: a short text needs no tokenizing here.
+        if len(text.encode("utf-8")) <= self.limit or self.n_tokens(text) <= self.limit:
+            return [text]
+        return split_chunks(text, self.n_tokens, self.limit)
 
     def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:
         from reverie.hypernet.chunks import combine

@@ -30,7 +30,7 @@ from reverie.errors import ReverieError
 from reverie.hypernet.lora import applied, concat
 from reverie.hypernet.model import HyperNetwork
 from reverie.hypernet.store import build_config, save_hypernet
-from reverie.hypernet.train import read_docs
+from reverie.hypernet.train import _pad_rows, read_docs
 from reverie.utils import load_train_state, progress, read_state, save_train_state, warmup_cosine
 from reverie.world.passages import Passage
 
@@ -105,11 +105,9 @@ def answer_logits(bm: BaseModel, rows: list[tuple[list[int], list[int]]]) -> tor
     """Logits predicting each labelled token of right-padded rows: (K, V). Only those
     positions go through the output layer (a 49k vocabulary over every position of a long
     teacher row would dominate memory)."""
-    pad = bm.tokenizer.pad_token_id
-    width = max(len(i) for i, _ in rows)
-    ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in rows])
-    lab = torch.tensor([la + [IGNORE] * (width - len(la)) for _, la in rows])
-    mask = (torch.arange(width)[None] < torch.tensor([len(i) for i, _ in rows])[:, None]).long()
+    ids, lab = _pad_rows(rows, bm.tokenizer.pad_token_id)
+    # By length, not ids != pad: a chat model's pad is its end-of-turn token, which answers contain.
+    mask = (torch.arange(ids.shape[1])[None] < torch.tensor([len(i) for i, _ in rows])[:, None]).long()
     sel = lab[:, 1:] != IGNORE  # (N, T-1): position t predicts token t+1
     inner, head = getattr(bm.model, "model", None), getattr(bm.model, "lm_head", None)
     if inner is None or head is None:

@@ -16,6 +16,7 @@ Splits are by passage and never overlap:
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reverie.errors import ReverieError
+from reverie.utils import sha256_file
 
 ARCHIVE = "bigbench-1.0.0.tar.gz"
 SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
@@ -76,7 +78,7 @@ def fetch(quiet: bool = False) -> Path:
         return dest
     dest.mkdir(parents=True, exist_ok=True)
     tgz = dest.parent / ARCHIVE
-    if not tgz.is_file() or _sha256(tgz) != SHA256:
+    if not tgz.is_file() or sha256_file(tgz) != SHA256:
         index = f"{_index_url()}/bigbench/"
         try:
             page = urllib.request.urlopen(index, timeout=60).read().decode()
@@ -90,7 +92,7 @@ def fetch(quiet: bool = False) -> Path:
                     f.write(chunk)
         except (OSError, StopIteration) as e:
             raise ReverieError(f"cannot fetch {ARCHIVE} from {index}: {e}") from e
-        if _sha256(part) != SHA256:
+        if sha256_file(part) != SHA256:
             part.unlink()
             raise ReverieError(f"{ARCHIVE} from {index} does not match its sha256; not used")
         part.rename(tgz)
@@ -104,14 +106,6 @@ def fetch(quiet: bool = False) -> Path:
     (dest / "DONE").write_text(SHA256)
     tgz.unlink()
     return dest
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _pid(text: str) -> str:
@@ -159,8 +153,10 @@ def load(split: str, quiet: bool = True) -> list[Passage]:
             out += [p for s, p in _squad(source, d / f"{source}.json") if s == split]
     else:
         out = [p for _, p in _instruct(split, d / f"{split}.json")]
-    seen: set[str] = set()
-    return [p for p in out if not (p.id in seen or seen.add(p.id))]  # type: ignore[func-returns-value]
+    first: dict[str, Passage] = {}
+    for p in out:  # a passage text repeated across task files counts once
+        first.setdefault(p.id, p)
+    return list(first.values())
 
 
 def save_jsonl(passages: list[Passage], path: str | Path) -> None:
@@ -172,7 +168,6 @@ def load_jsonl(path: str | Path) -> list[Passage]:
     p = Path(path)
     if not p.is_file():
         raise ReverieError(f"passages file not found: {p}")
-    opener = __import__("gzip").open if p.suffix == ".gz" else open
-    with opener(p, "rt") as f:
+    with (gzip.open(p, "rt") if p.suffix == ".gz" else p.open()) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return [Passage(r["id"], r["source"], r["title"], r["text"], [(q, list(a)) for q, a in r["qas"]]) for r in rows]
