@@ -95,3 +95,21 @@ def test_read_ask_sleep(tmp_path, bios):
     empty.write_text("  \n")
     r = runner.invoke(app, ["read", str(empty), "--memory", mem])
     assert r.exit_code != 0 and "empty" in r.output
+
+
+def test_read_sleep_ask_show_on_a_bank_memory(tmp_path, bios):
+    """`reverie read --strategy bank`: sleep repairs instead of replaying; ask and show route."""
+    from reverie.world import World
+
+    mem = str(tmp_path / "bank")
+    p = World().held_out[0]
+    assert runner.invoke(app, ["read", bios[0], "--memory", mem, "--strategy", "bank"]).exit_code == 0
+    r = runner.invoke(app, ["sleep", "--memory", mem, "--json", "--no-guard"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rep["consolidated"] == 1 and rep["replay_rows"] == 0 and rep["repaired"] in (0, 1)
+    r = runner.invoke(app, ["ask", f"Where was {p.name} born?", "--memory", mem])
+    assert r.exit_code == 0 and r.stdout.strip() == p.attrs["birth_city"]
+    shown = json.loads(runner.invoke(app, ["memories", "show", rep["items"][0], "--memory", mem, "--json"]).stdout)
+    assert shown["strategy"] == "bank" and shown["key"]
+    assert sum(row["answer_now"] == p.attrs[row["key"].split("|")[1]] for row in shown["probe"]) >= 5

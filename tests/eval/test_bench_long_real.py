@@ -20,10 +20,30 @@ def test_bench_long_tiny(tmp_path):
 
     learner = Learner.load()
     r = bl.run(learner.bm, learner.injector, seed=0, n_per_length=4, lengths=(2,), needle_trials=1)
-    for k in ("qa_2x", "qa_2x_concat", "qa_2x_svd", "qa_2x_full_truncated", "qa_2x_rag", "needle_2x"):
+    for k in ("qa_2x", "qa_2x_concat", "qa_2x_svd", "qa_2x_bank", "qa_2x_full_truncated", "qa_2x_rag", "needle_2x"):
         assert 0.0 <= r[k] <= (10.0 if k == "qa_2x" else 1.0), k
     assert r["adapter_bytes"]["svd"]["2x"] < r["adapter_bytes"]["concat"]["2x"]
     assert len(r["needle_2x_by_depth"]) == bl.DEPTHS
     r["command"], r["seed"] = "reverie bench long", 0
     pngs = bl.plot(r, tmp_path / "bench_long.png")
     assert all(p.stat().st_size > 1000 for p in pngs)
+
+
+def test_bank_routes_a_question_to_the_chunks_that_name_its_person():
+    import random
+
+    from reverie.eval import bench_long as bl
+    from reverie.learner import Learner
+    from reverie.world import World
+
+    w = World()
+    people = w.held_out[:6]
+    text = " ".join(w.biography(p, random.Random(i)) for i, p in enumerate(people))
+    learner = Learner.load()
+    ads, router = bl.bank_adapters(learner.injector, text)
+    assert len(ads) >= 6  # about a chunk per biography, or more
+    hit = router.candidates(f"Where was {people[3].name} born?")
+    assert 1 <= len(hit) <= 3
+    ad = bl.bank_route(ads, router, f"Where was {people[3].name} born?")
+    assert ad.rank == sum(ads[int(j)].rank for j in hit[: bl.BANK_ROUTES]) - (len(hit[: bl.BANK_ROUTES]) - 1) * int(ads[0].meta["bias_rank"])
+    assert bl.bank_route(ads, router, "Where was Nobody Atall born?").rank == int(ads[0].meta["bias_rank"])

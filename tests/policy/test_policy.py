@@ -99,20 +99,20 @@ def test_oracle_beats_random_on_a_fixed_stream(tiny_tables):
 
 def test_tables_match_live_routing_and_answers(learner, tiny_tables):
     """One memory state scored from the tables equals the live bank: route each question
-    with the Router, answer with ask_injected under the routed adapter."""
-    from reverie.eval.bench_sequential import Router
+    with the ActivationRouter, answer with ask_injected under the routed adapter."""
     from reverie.eval.metrics import exact_match
     from reverie.eval.qa import ask_injected
     from reverie.hypernet.adapter import Adapter
+    from reverie.memory.route import ActivationRouter
 
     t = tiny_tables[0]
     stored = np.zeros(len(t.texts), dtype=bool)
     stored[[i for n in t.nights for i in n[:2]]] = True  # the first two of every night
     qidx = [q for qs in t.questions for q in qs]
     ads = learner.injector.inject_many([t.texts[i] for i in np.nonzero(stored)[0]])
-    router = Router(learner.bm, threshold=THRESHOLD)
+    router = ActivationRouter(learner.bm, threshold=THRESHOLD)
     for x, ad in zip(np.nonzero(stored)[0], ads, strict=True):
-        router.add(str(x), ad.parts()[0])
+        router.add(str(x), [], ad.parts()[0])
     by = {str(x): ad for x, ad in zip(np.nonzero(stored)[0], ads, strict=True)}
     rb = int(ads[0].meta["bias_rank"])
     by["none"] = Adapter({k: (A[:, -rb:], B[..., -rb:]) for k, (A, B) in ads[0].factors.items()}, ads[0].scale)

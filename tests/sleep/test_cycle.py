@@ -71,7 +71,7 @@ from reverie.learner import Learner
 from reverie.world import World
 from reverie.world.stream import make_stream, StreamConfig
 s = make_stream(World(), StreamConfig(days=40, people_per_day=2), seed=0)
-learner = Learner.load(memory={path!r})
+learner = Learner.load(memory={path!r}, strategy={strategy!r})
 learner._guard = None
 for day in s.days:
     for o in day.observations:
@@ -81,12 +81,14 @@ for day in s.days:
 
 
 @pytest.mark.slow
-def test_killed_during_read_or_sleep_loses_nothing(tmp_path):
+@pytest.mark.parametrize("strategy", ["add", "bank"])
+def test_killed_during_read_or_sleep_loses_nothing(tmp_path, strategy):
+    """Merged memories (replay, transfer) and bank memories (repair) alike."""
     path = str(tmp_path / "m")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     acked: set[str] = set()
-    for k in range(8):
-        p = subprocess.Popen([sys.executable, "-c", LIVER.format(root=root, path=path)], stdout=subprocess.PIPE, text=True)
+    for k in range(8 if strategy == "add" else 5):
+        p = subprocess.Popen([sys.executable, "-c", LIVER.format(root=root, path=path, strategy=strategy)], stdout=subprocess.PIPE, text=True)
         time.sleep(6.0 + 0.37 * k)  # past the imports, then at a different point of a read or a sleep
         p.send_signal(signal.SIGKILL)
         acked |= {line.strip() for line in p.stdout.read().splitlines() if line.strip()}

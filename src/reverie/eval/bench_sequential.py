@@ -16,14 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from reverie.base.model import BaseModel
 from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.injectors import Injector
+from reverie.hypernet.lora import applied
 from reverie.hypernet.model import fingerprint
 from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets
+from reverie.memory.route import ROUTERS, Router, key_phrases
 from reverie.utils import progress
 from reverie.world import QA, World, WorldConfig
 from reverie.world.generator import _rng
@@ -55,88 +55,93 @@ def schedule(T: int) -> list[int]:
     return sizes
 
 
-class Router:
-    """Adapter-bank routing (WISE-like side memory) on the adapters' own keys: each item's
-    rows of A at one layer are directions in the space of that layer's down-projection
-    inputs (the hypernetwork points them at the document's own activations); a question
-    goes to the item whose key fires most strongly (cosine) on any of its tokens, or to none
-    below ``threshold``. Layer 0 routed best (0.70 of questions to the right item among 100,
-    against 0.58, 0.0, 0.22 for layers 2, 1, 3); the threshold sits between the median best
-    score of questions about stored people (0.66) and about others (0.45)."""
+def bank_answer(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], docs: dict[str, str] | None = None) -> list[str]:
+    """Answers from an adapter bank: each question under the adapter of the item it routes
+    to; questions routed nowhere are answered by the base model (batched apart, so they pay
+    nothing for the bank)."""
+    routes: list[str | None] = [router.route(q.question) for q in qs]
+    ctx = [None if docs is None else docs[q.person] for q in qs]
+    out: list[str | None] = [None] * len(qs)
+    plain = [j for j, i in enumerate(routes) if i is None]
+    if plain:
+        for j, a in zip(plain, bm.answer_batch([bm.prompt(qs[j].question, ctx[j]) for j in plain]), strict=True):
+            out[j] = a
+    routed = [j for j, i in enumerate(routes) if i is not None]
+    if routed:
+        ads = {i: Adapter(mem.factors(i), 1.0) for i in {r for r in routes if r is not None}}
+        keyed = [replace(qs[j], person=str(routes[j])) for j in routed]
+        for j, a in zip(routed, ask_injected(bm, keyed, ads, contexts=[ctx[j] for j in routed]), strict=True):
+            out[j] = a
+    return [a or "" for a in out]
 
-    def __init__(self, bm: BaseModel, target: str = "mlp.down_proj", layer: int = 0, threshold: float = 0.55):
-        self.bm, self.target = bm, target
-        self.layer, self.threshold = layer, threshold
-        self.keys: list[torch.Tensor] = []  # per item (r, d_in), unit rows
-        self.ids: list[str] = []
-        self._K: torch.Tensor | None = None
 
-    def add(self, item_id: str, factors: dict) -> None:
-        A = factors[self.target][0][self.layer]  # (r, d_in)
-        self.ids.append(item_id)
-        self.keys.append(torch.nn.functional.normalize(A.float(), dim=-1).half())
-        self._K = None
+def retention_questions(world: World, people: list[Any], seed: int, n_eval: int) -> tuple[list[QA], list[QA]]:
+    """The questions ``retention`` and ``generalization`` are scored on after
+    ``len(people)`` documents: about ``n_eval`` each, over a seeded sample of the people."""
+    r = _rng(seed, "seq-eval", str(len(people)))
+    sample = people if len(people) <= n_eval else r.sample(people, n_eval)
+    per = max(1, min(6, n_eval // len(sample)))
+    return sample_questions(world, sample, per, seed), sample_questions(world, sample, per, seed, heldout=True)
 
-    @torch.no_grad()
-    def _acts(self, question: str) -> torch.Tensor:
-        from reverie.hypernet.lora import target_module
 
-        seen: list[torch.Tensor] = []
-        h = target_module(self.bm.model, self.layer, self.target).register_forward_pre_hook(lambda _m, a: seen.append(a[0][0]))
-        try:
-            self.bm.model(torch.tensor([self.bm.encode(self.bm.prompt(question))[-self.bm.max_length:]]))
-        finally:
-            h.remove()
-        return torch.nn.functional.normalize(seen[0], dim=-1)  # (T, d_in)
+def single_injection(bm: BaseModel, inj: Injector, qs: tuple[list[QA], list[QA]], docs: dict[str, str]) -> tuple[float, float]:
+    """The T = 1 references for ``retention_T`` and ``generalization_T``: the same questions,
+    each asked with only its own document's adapter applied (the average over T = 1 runs,
+    one per person; the T = 1 point of one run is a single person's six questions)."""
+    names = sorted({q.person for q in qs[0]})
+    ads = dict(zip(names, inj.inject_many([docs[n] for n in names]), strict=True))
+    return score(ask_injected(bm, qs[0], ads), qs[0]).acc, score(ask_injected(bm, qs[1], ads), qs[1]).acc
 
-    def route(self, question: str) -> str | None:
-        if not self.keys:
-            return None
-        if self._K is None:
-            self._K = torch.cat(self.keys).float()  # (n * r, d_in)
-        r = self.keys[0].shape[0]
-        sims = (self._K @ self._acts(question).T).abs().amax(-1).view(-1, r).amax(-1)  # (n,)
-        best = int(sims.argmax())
-        return self.ids[best] if float(sims[best]) >= self.threshold else None
+
+def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> float:
+    """Answer latency of questions about stored items, one at a time as ``Learner.ask``
+    answers them (route, apply the item's adapter, answer), over the same questions answered
+    without it; best of three passes each (one answer of the embedded model takes ~9 ms, so
+    a pass is short and noisy)."""
+    def one(q: QA, routed: bool) -> None:
+        item = router.route(q.question) if routed else None
+        with applied(bm.model, mem.factors(item) if item else {}, 1.0):
+            bm.answer(q.question)
+
+    best: dict[bool, float] = {}
+    for routed in (False, True) * 3:
+        t0 = time.perf_counter()
+        for q in qs:
+            one(q, routed)
+        best[routed] = min(best.get(routed, float("inf")), time.perf_counter() - t0)
+    return best[True] / max(best[False], 1e-12)
 
 
 def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, people_docs: list[tuple[Any, str]],
              last: list[tuple[Any, str]], refs: dict, seed: int, n_eval: int) -> dict[str, Any]:
-    r = _rng(seed, "seq-eval", str(len(people_docs)))
-    sample = [p for p, _ in people_docs] if len(people_docs) <= n_eval else r.sample([p for p, _ in people_docs], n_eval)
-    per = max(1, min(6, n_eval // len(sample)))
-    ret_q = sample_questions(world, sample, per, seed)
-    gen_q = sample_questions(world, sample, per, seed, heldout=True)
+    ret_q, gen_q = retention_questions(world, [p for p, _ in people_docs], seed, n_eval)
     plast_q = sample_questions(world, [p for p, _ in last], 6, seed)
 
+    def answer(qs: list[QA], docs: dict[str, str] | None = None) -> list[str]:
+        if router is None:
+            return ask(bm, qs, docs)  # the memory is merged into the weights
+        return bank_answer(bm, mem, router, qs, docs)
+
     t0 = time.perf_counter()
-    if router is None:
-        answer = lambda qs: ask(bm, qs)  # noqa: E731  # the memory is merged into the weights
-    else:
-        def answer(qs: list[QA]) -> list[str]:
-            routes = [router.route(q.question) for q in qs]
-            ads = {i: Adapter(mem.factors(i), 1.0) for i in set(routes) if i is not None}
-            keyed = [replace(q, person=str(j)) for j, q in enumerate(qs)]
-            if not ads:
-                return ask(bm, qs)
-            zero = Adapter({t: (torch.zeros_like(A), torch.zeros_like(B)) for t, (A, B) in next(iter(ads.values())).factors.items()}, 1.0)
-            return ask_injected(bm, keyed, {f"{j}": ads[i] if i is not None else zero for j, i in enumerate(routes)})
 
     loc_pred = answer(refs["loc_q"])
     t_ans = time.perf_counter() - t0
+    ret_pred = answer(ret_q)
     out: dict[str, Any] = {
-        "retention": score(answer(ret_q), ret_q).acc,
+        "retention": score(ret_pred, ret_q).acc,
         "plasticity": score(answer(plast_q), plast_q).acc,
         "generalization": score(answer(gen_q), gen_q).acc,
         "locality": sum(a == b for a, b in zip(loc_pred, refs["loc_base"], strict=True)) / len(loc_pred),
     }
     closed = score(answer(refs["closed_q"]), refs["closed_q"]).acc
-    ctx = score(bm.answer_batch([bm.prompt(q.question, refs["ctx_docs"][q.person]) for q in refs["ctx_q"]]), refs["ctx_q"]).acc
+    ctx = score(answer(refs["ctx_q"], refs["ctx_docs"]), refs["ctx_q"]).acc
     out["competence_closed"] = closed / max(refs["closed_base"], 1e-9)
     out["competence_context"] = ctx / max(refs["ctx_base"], 1e-9)
     out["competence"] = min(out["competence_closed"], out["competence_context"])
     out["delta_norm"] = mem.delta_norm()
     out["answer_ratio"] = t_ans / refs["loc_s"]
+    if router is not None:
+        out["answer_ratio_routed"] = routed_latency(bm, mem, router, ret_q[:40])
     out["memory_bytes"] = mem.nbytes()
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
     out["n_retention"], out["n_plasticity"] = len(ret_q), len(plast_q)
@@ -144,16 +149,19 @@ def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, pe
 
 
 def run(bm: BaseModel, inj: Injector, strategies: tuple[str, ...] = STRATEGIES, T: int = 1000, seed: int = 0,
-        n_eval: int = 300, guard: bool = True, workdir: str | None = None) -> dict[str, Any]:
+        n_eval: int = 300, guard: bool = True, workdir: str | None = None, route: str = "key",
+        n_ref: int = 100) -> dict[str, Any]:
+    """``route``: the bank's router (``reverie.memory.route``: ``key`` or ``activation``);
+    ``n_ref``: unrelated prompts for locality and base people for closed-book competence."""
     world = World(WorldConfig(seed=0))
     if T > len(world.held_out):
         raise ValueError(f"T={T} is more than the {len(world.held_out)} held-out people")
     people = world.held_out[:T]
     docs = documents(world, people, seed)
     r = _rng(seed, "seq-refs")
-    loc_q = sample_questions(world, r.sample(world.base, 100), 1, seed + 1)
-    closed_q = sample_questions(world, r.sample(world.base, 100), 1, seed + 2)
-    ctx_people = world.held_out[-60:]
+    loc_q = sample_questions(world, r.sample(world.base, n_ref), 1, seed + 1)
+    closed_q = sample_questions(world, r.sample(world.base, n_ref), 1, seed + 2)
+    ctx_people = world.held_out[-max(6, 3 * n_ref // 5):]
     ctx_docs = documents(world, ctx_people, seed + 3)
     ctx_q = sample_questions(world, ctx_people, 1, seed + 3)
     t0 = time.perf_counter()
@@ -164,7 +172,7 @@ def run(bm: BaseModel, inj: Injector, strategies: tuple[str, ...] = STRATEGIES, 
     g = Guard(bm, world) if guard else None
     fp = fingerprint(bm.model)
     targets = memory_targets(bm.model, bm.n_layers, list(inj.target_names()))
-    res: dict[str, Any] = {"T": T, "n_eval": n_eval, "guard": g.config() if g else None,
+    res: dict[str, Any] = {"T": T, "n_eval": n_eval, "router": route, "guard": g.config() if g else None,
                            "closed_base": refs["closed_base"], "ctx_base": refs["ctx_base"], "strategies": {}}
     root = Path(workdir or tempfile.mkdtemp(prefix="reverie-seq-"))
     sizes = schedule(T)
@@ -175,19 +183,19 @@ def run(bm: BaseModel, inj: Injector, strategies: tuple[str, ...] = STRATEGIES, 
             shutil.rmtree(mdir, ignore_errors=True)
             mem = Memory(mdir, fp, targets, strategy=name)
             att = Attached(bm.model, mem)
-            router = Router(bm) if name == "bank" else None
+            router = ROUTERS[route](bm=bm) if name == "bank" else None
             curve: dict[int, dict] = {}
             n, refused, t_start, guard_s0 = 0, 0, time.perf_counter(), g.seconds if g else 0.0
             try:
                 for k in sizes:
                     batch = list(zip(people[n : n + k], [docs[p.name] for p in people[n : n + k]], strict=True))
                     ads = inj.inject_many([d for _, d in batch])
-                    ids = consolidate(att, ads, [a.meta.get("source_sha256", "") for a in ads], g)
+                    ids = consolidate(att, ads, [a.meta.get("source_sha256", "") for a in ads], g, [d for _, d in batch])
                     refused += sum(i is None for i in ids)
                     if router is not None:
-                        for i in ids:
+                        for i, (_, d) in zip(ids, batch, strict=True):
                             if i is not None:
-                                router.add(i, mem.factors(i))
+                                router.add(i, key_phrases(d), mem.factors(i))
                     n += k
                     bar.update(task, completed=n)
                     if n in CHECKPOINTS or n == T:
@@ -201,6 +209,9 @@ def run(bm: BaseModel, inj: Injector, strategies: tuple[str, ...] = STRATEGIES, 
                                        "guard_s": round((g.seconds if g else 0.0) - guard_s0, 2)}
     if workdir is None:
         shutil.rmtree(root, ignore_errors=True)
+    # Measured after every strategy, so its adapters do not count in their memory figures.
+    single = single_injection(bm, inj, retention_questions(world, people, seed, n_eval), docs)
+    res["acc_inject_single"], res["generalization_single"] = round(single[0], 4), round(single[1], 4)
     return res
 
 
@@ -213,14 +224,19 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
     last = max(CHECKPOINTS + (res["T"],)) if res["T"] in CHECKPOINTS else res["T"]
     for name, s in res["strategies"].items():
         for T, m in s["curve"].items():
-            for k in METRICS + ("answer_ratio", "memory_bytes", "refused"):
-                out[f"{name}.{k}_{T}"] = m[k]
+            for k in METRICS + ("answer_ratio", "answer_ratio_routed", "memory_bytes", "refused"):
+                if k in m:
+                    out[f"{name}.{k}_{T}"] = m[k]
     scored = {n: s["curve"][last]["retention"] + s["curve"][last]["locality"] for n, s in res["strategies"].items() if last in s["curve"]}
     if scored:
         best = max(scored, key=lambda n: scored[n])
         out["best_strategy"] = best
         for k in ("retention", "generalization", "locality", "competence"):
             out[f"{k}_{last}"] = res["strategies"][best]["curve"][last][k]
+        if "acc_inject_single" in res:
+            out["acc_inject_single"], out["generalization_single"] = res["acc_inject_single"], res["generalization_single"]
+            out[f"retention_{last}_over_single"] = round(out[f"retention_{last}"] / max(res["acc_inject_single"], 1e-9), 4)
+            out[f"generalization_{last}_over_single"] = round(out[f"generalization_{last}"] / max(res["generalization_single"], 1e-9), 4)
     return out
 
 

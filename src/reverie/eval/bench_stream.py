@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from reverie.eval.qa import ask_injected, score
 from reverie.world import ATTRIBUTES, World
 from reverie.world.stream import StreamConfig, make_stream
 
-MODES = ("replay", "no_replay")
+MODES = ("replay", "no_replay", "bank")
+"""replay / no_replay: the default merged memory (``add``) with and without replay; bank: the
+adapter bank routed by document key (no replay: its items share no weights)."""
 
 
 def run(model: str | None, seed: int = 0, days: int = 30, people_per_day: int = 3, guard: bool = True,
@@ -31,6 +34,10 @@ def run(model: str | None, seed: int = 0, days: int = 30, people_per_day: int = 
     world = World()
     stream = make_stream(world, StreamConfig(days=days, people_per_day=people_per_day), seed=seed)
     final_q = stream.final_questions(world)
+    rh = random.Random(f"{seed}:heldout")
+    # The same facts asked with question templates no prober or training run ever used:
+    # whether what sleep wrote answers the fact, not the phrasings it was fitted on.
+    final_h = [replace(world.question(stream.people[q.person], q.attribute, rh, heldout=True), answer=q.answer) for q in final_q]
     probes = stream.update_probes()
     r = random.Random(seed)
     unrelated = [world.question(p, r.choice(ATTRIBUTES), r) for p in r.sample(world.base, 100)]
@@ -43,7 +50,7 @@ def run(model: str | None, seed: int = 0, days: int = 30, people_per_day: int = 
             from reverie.learner import Learner
 
             learner = Learner.load(model)
-            learner.open_memory(Path(tmp) / "memory", guard=guard)
+            learner.open_memory(Path(tmp) / "memory", strategy="bank" if mode == "bank" else "add", guard=guard)
             curve: list[float | None] = []
             read_s, sleep_s, nights = 0.0, 0.0, []
             for day in stream.days:
@@ -59,18 +66,20 @@ def run(model: str | None, seed: int = 0, days: int = 30, people_per_day: int = 
                 t0 = time.perf_counter()
                 rep = learner.sleep(replay=mode == "replay", replay_steps=replay_steps, replay_items=replay_items, seed=seed)
                 sleep_s += time.perf_counter() - t0
-                nights.append({k: rep.get(k) for k in ("consolidated", "refused", "superseded", "replay_rows", "sleep_s")}
+                nights.append({k: rep.get(k) for k in ("consolidated", "refused", "superseded", "replay_rows", "repaired", "sleep_s")}
                               | {"replay_refused": "replay_item" in rep and rep["replay_item"] is None})
                 if progress is not None:
                     progress(f"{mode} day {day.index + 1}/{days}")
             preds = [learner.ask(q.question, working=False) for q in final_q]
             final = score(preds, final_q)
+            final_held = score([learner.ask(q.question, working=False) for q in final_h], final_h)
             up = [learner.ask(q.question, working=False) for q, _ in probes]
             now = [learner.ask(q.question, working=False) for q in unrelated]
             res = {
                 "daily_acc": curve,
                 "final_acc": round(final.acc, 4),
                 "final_acc_per_attribute": final.per_attribute,
+                "final_acc_heldout_templates": round(final_held.acc, 4),
                 "update_success": round(sum(p == q.answer for p, (q, _) in zip(up, probes, strict=True)) / max(1, len(probes)), 4),
                 "stale_rate": round(sum(p == old for p, (_, old) in zip(up, probes, strict=True)) / max(1, len(probes)), 4),
                 "locality": round(sum(a == b for a, b in zip(now, base_answers, strict=True)) / len(unrelated), 4),
@@ -80,19 +89,21 @@ def run(model: str | None, seed: int = 0, days: int = 30, people_per_day: int = 
                 "refused": sum(n["refused"] or 0 for n in nights),
                 "replays_refused": sum(bool(n["replay_refused"]) for n in nights),
                 "superseded_links": sum(n["superseded"] or 0 for n in nights),
+                "repaired": sum(n["repaired"] or 0 for n in nights),
                 "memory_items": len(learner.memory.items) if learner.memory else 0,
             }
             learner.close()
         out[mode] = res
-    out |= reference(model, world, stream, final_q)
+    out |= reference(model, world, stream, final_q, final_h)
     for mode in modes:
         out[f"final_acc_{mode}"] = out[mode]["final_acc"]
         out[f"final_over_inject_{mode}"] = round(out[mode]["final_acc"] / max(out["acc_inject"], 1e-9), 3)
     return out
 
 
-def reference(model: str | None, world: World, stream: Any, final_q: list) -> dict[str, Any]:
-    """Single injection on the stream's own people: each one's first biography alone."""
+def reference(model: str | None, world: World, stream: Any, final_q: list, final_h: list) -> dict[str, Any]:
+    """Single injection on the stream's own people: each one's first biography alone (also
+    on the held-out question templates)."""
     from reverie.learner import Learner
 
     learner = Learner.load(model)
@@ -103,8 +114,10 @@ def reference(model: str | None, world: World, stream: Any, final_q: list) -> di
                 first[o.person] = o.text
     changed = {u.person for u in stream.updates}
     qs = [q for q in final_q if q.person not in changed]
+    qh = [q for q in final_h if q.person not in changed]
     ads = dict(zip(first, learner.injector.inject_many(list(first.values())), strict=True))
-    return {"acc_inject": round(score(ask_injected(learner.bm, qs, ads), qs).acc, 4), "n_acc_inject": len(qs)}
+    return {"acc_inject": round(score(ask_injected(learner.bm, qs, ads), qs).acc, 4), "n_acc_inject": len(qs),
+            "acc_inject_heldout_templates": round(score(ask_injected(learner.bm, qh, ads), qh).acc, 4)}
 
 
 def plot(res: dict[str, Any], path: Path) -> Path:
@@ -134,12 +147,12 @@ def markdown(res: dict[str, Any]) -> str:
     rows = ["# Stream: reading by day, sleeping by night", "", f"`{res.get('command', '')}` (seed {res.get('seed')})", "",
             f"{res['days']} days, {res['observations']} observations, {res['people']} people, {res['updates']} updated facts; "
             f"guard {'on' if res['guard'] else 'off'}. Single injection on the same people: acc_inject {res['acc_inject']}.", "",
-            "| | final_acc | final / acc_inject | update_success | stale_rate | locality | sleep_s | read_s | sleep / read | refused |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| | final_acc | final / acc_inject | held-out templates | update_success | stale_rate | locality | sleep_s | read_s | sleep / read | refused |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mode in MODES:
         if mode in res:
             m = res[mode]
-            rows.append(f"| {mode} | {m['final_acc']} | {res[f'final_over_inject_{mode}']} | {m['update_success']} | "
+            rows.append(f"| {mode} | {m['final_acc']} | {res[f'final_over_inject_{mode}']} | {m.get('final_acc_heldout_templates', '')} | {m['update_success']} | "
                         f"{m['stale_rate']} | {m['locality']} | {m['sleep_s']} | {m['read_s']} | {m['sleep_over_read']} | {m['refused']} |")
     return "\n".join(rows) + "\n\n![daily accuracy](bench_stream.png)\n"
 

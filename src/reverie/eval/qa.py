@@ -85,11 +85,11 @@ class Asked(Protocol):
     def question(self) -> str: ...
 
 
-def ask_injected(bm: BaseModel, qas: Sequence[Asked], adapters: dict, gen: Generation | None = None) -> list[str]:
-    """Greedy answers with no context, each question under the adapter of ``adapters[key]``.
-
-    ``adapters`` maps a key (``qa.person`` unless ``key`` says otherwise) to an Adapter; rows
-    of one generation batch may carry different adapters (applied per row)."""
+def ask_injected(bm: BaseModel, qas: Sequence[Asked], adapters: dict, gen: Generation | None = None,
+                 contexts: Sequence[str | None] | None = None) -> list[str]:
+    """Greedy answers, each question under the adapter of ``adapters[qa.person]`` (rows of one
+    generation batch may carry different adapters, applied per row); no context unless
+    ``contexts`` gives one per question."""
     from reverie.hypernet.lora import applied
 
     gen = gen or Generation()
@@ -99,7 +99,9 @@ def ask_injected(bm: BaseModel, qas: Sequence[Asked], adapters: dict, gen: Gener
         chunk = qas[i : i + gen.batch_size]
         fac = _stacked([adapters[k] for k in keys[i : i + gen.batch_size]])
         with applied(bm.model, fac, 1.0):
-            out += bm.answer_batch([bm.prompt(q.question) for q in chunk], Generation(gen.max_new_tokens, len(chunk)))
+            ctx = [None] * len(chunk) if contexts is None else contexts[i : i + gen.batch_size]
+            out += bm.answer_batch([bm.prompt(q.question, c) for q, c in zip(chunk, ctx, strict=True)],
+                                   Generation(gen.max_new_tokens, len(chunk)))
     return out
 
 

@@ -7,6 +7,7 @@ import time
 from reverie.hypernet.adapter import Adapter
 from reverie.memory.guard import Guard, GuardConfig
 from reverie.memory.merges import MERGES, dense
+from reverie.memory.route import ROUTERS, KeyRouter, key_phrases
 from reverie.memory.store import Attached, Memory, MemoryError_, memory_targets
 
 
@@ -19,6 +20,13 @@ def _scaled(ad: Adapter, s: float) -> Adapter:
         B[..., : B.shape[-1] - rb] *= s
         fac[t] = (A, B)
     return Adapter(fac, ad.scale, ad.layer_prefix, dict(ad.meta))
+
+
+def _routed_probes(guard: Guard, text: str) -> int:
+    """How many of the guard's probe questions the bank's key router sends to an item of ``text``."""
+    r = KeyRouter()
+    r.add("new", key_phrases(text))
+    return sum(r.route(q) == "new" for q in guard.questions)
 
 
 def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guard: Guard | None = None,
@@ -34,14 +42,25 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
     forget), applied while the guard measures so that it judges the state that will be."""
     mem = att.memory
     extra = extra or [{} for _ in adapters]
-    keep, srcs, infos, out_idx = [], [], [], []
+    keep, srcs, out_idx = [], [], []
+    infos: list[dict] = []
     notes = list(notes or [])
     if guard is not None:
         # Items are measured in order, each on top of the ones accepted before it in this
         # batch, so the guard sees what the batch does together, not each alone.
         ref = guard.reference()
         acc: dict = {}
+        bank = mem.strategy.name == "bank"
         for i, ad in enumerate(adapters):
+            if bank and not _routed_probes(guard, excerpts[i] if excerpts else ""):
+                # A bank item acts only on questions routed to it: none of the probes is, so
+                # it changes none of their answers (measured as if merged, it would be judged
+                # on questions it never sees).
+                keep.append(ad)
+                srcs.append(sources[i])
+                infos.append({"decision": "accepted", "routed_probes": 0})
+                out_idx.append(i)
+                continue
             doc, bias = ad.parts()
             d = dense(doc)
             if bias is not None and not (mem.state["bias"] or acc):  # the bias goes in with the first item
@@ -79,4 +98,4 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
     return res
 
 
-__all__ = ["MERGES", "Attached", "Guard", "GuardConfig", "Memory", "MemoryError_", "consolidate", "memory_targets"]
+__all__ = ["MERGES", "ROUTERS", "Attached", "Guard", "GuardConfig", "Memory", "MemoryError_", "consolidate", "memory_targets"]

@@ -65,6 +65,8 @@ class Guard:
             q = world.question(p, r.choice(ATTRIBUTES), r)
             rows.append((world.biography(p, r), q.question))
         answers = bm.answer_batch([bm.prompt(q, d or None) for d, q in rows])
+        self.questions = [q for _, q in rows]
+        """The probe questions (a bank item is measured only if one of them routes to it)."""
         segs = [seg.qa(document_prefix(d) if d else "", [(q, a)]) for (d, q), a in zip(rows, answers, strict=True)]
         self.ids, self.lab = _pad_rows(segs, bm.tokenizer.pad_token_id)
         self.base = self._answer_logits()  # the guard is built on the base model, before any memory

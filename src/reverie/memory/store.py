@@ -34,6 +34,7 @@ from reverie.errors import ReverieError
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.lora import target_module
 from reverie.memory.merges import MERGES, Dense, Lowrank, MergeStrategy, dense
+from reverie.memory.route import ROUTERS, Router, key_phrases
 from reverie.utils import atomic_write_bytes, atomic_write_text, sha256_file
 
 VERSION = 1
@@ -233,6 +234,19 @@ class Memory:
         f = _unflat("applied", d)
         return f if applied and f else _unflat("raw", d)
 
+    def router(self, kind: str = "key", questions: dict[str, list[str]] | None = None, **kw: object) -> Router:
+        """A router over the live items (how a ``bank`` memory chooses the item a question is
+        about; see reverie.memory.route), keyed from their ledger entries; ``questions``:
+        item -> what it is known to answer (the sleep cycle's active probes)."""
+        if kind not in ROUTERS:
+            raise MemoryError_(f"unknown router {kind!r} (known: {', '.join(ROUTERS)})")
+        r = ROUTERS[kind](**kw)
+        live = set(self.state["items"])
+        entries = {e["id"]: e for e in self.ledger() if e.get("event") == "add" and e["id"] in live}
+        for i in self.state["items"]:  # in the order they were stored: the newest wins a tie
+            r.add(i, entries[i].get("key", []), self.factors(i) if kind == "activation" else None, (questions or {}).get(i))
+        return r
+
     def add(self, adapters: list[Adapter], sources: list[str], guard_info: list[dict] | None = None,
             notes: list[dict] | None = None, excerpts: list[str] | None = None,
             extra: list[dict] | None = None) -> list[str]:
@@ -276,6 +290,7 @@ class Memory:
                            "strategy": self.strategy.name, "source_sha256": src, "layers": layers,
                            "delta_norm": round(norm, 5), "guard": (guard_info or [{}] * len(raw))[i],
                            "excerpt": (excerpts or [""] * len(raw))[i][:240],
+                           "key": key_phrases((excerpts or [""] * len(raw))[i]),  # the bank's routing key
                            "meta": {k: v for k, v in adapters[i].meta.items() if isinstance(v, (str, int, float))},
                            **(extra[i] if extra else {})})
             state["items"].append(item_id)

@@ -4,7 +4,7 @@ injections, the routing scores and the greedy answers.
 Consolidation in the policy environment is the memory's ``bank`` strategy (issue 5's
 best retention: no merge, each item stays its own hypernetwork adapter, and every
 question is routed to the stored item whose key fires most on it, WISE-like; see
-``reverie.eval.bench_sequential.Router``). No guard and no replay: an episode must cost
+``reverie.memory.route.ActivationRouter``). No guard and no replay: an episode must cost
 milliseconds for PPO to see thousands of nights on two CPU cores. Under the bank the
 answer to a question depends only on *which* stored item it routes to, so for a stream
 the whole evaluation is a table computed once, with the real model:
@@ -115,8 +115,8 @@ def _key(learner, stream: PolicyStream) -> str:
 
 @torch.no_grad()
 def _compute(learner, stream: PolicyStream) -> StreamTables:
-    from reverie.eval.bench_sequential import Router
     from reverie.eval.qa import ask_injected
+    from reverie.memory.route import ActivationRouter
 
     bm, inj = learner.bm, learner.injector
     texts: list[str] = []
@@ -138,10 +138,10 @@ def _compute(learner, stream: PolicyStream) -> StreamTables:
         qidx.append(list(range(n, n + len(day.questions))))
         n += len(day.questions)
     ads = inj.inject_many(texts)
-    router = Router(bm)
+    router = ActivationRouter(bm)
     for i, ad in enumerate(ads):
         doc, _ = ad.parts()  # the bank stores an item's document ranks; its key is their layer-0 rows
-        router.add(str(i), doc)
+        router.add(str(i), [], doc)
     K = torch.cat(router.keys).float()  # (X * r, d_in)
     r = router.keys[0].shape[0]
     acts = [router._acts(q.question) for q in qas]  # each (T, d_in), unit rows

@@ -24,6 +24,12 @@ The guard judges a replay delta on the distance from the base model alone (its b
 answers changed per update would refuse any consolidation of a night's worth of facts);
 refused all the same, the items it would have transferred stay in the weights.
 
+Under the ``bank`` strategy (a memory of separate adapters, routed per question) there is
+no replay or transfer: items share no weights, and an update is a newer item about the same
+name, which the router prefers for the facts it states. Instead each new item is
+*repaired*: checked on its own probes, with a small correction fitted for the facts its
+adapter misses.
+
 Commits: the night's items, refusals, discarded observations (not selected) and supersede
 links go into the memory in one commit, each naming its buffer id; replay is a second
 commit; then the buffer is cleared. Killed before the first commit, the sleep never
@@ -37,11 +43,12 @@ import hashlib
 import random
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from reverie.errors import ReverieError
 from reverie.memory import Memory, consolidate
+from reverie.memory.route import Router
 from reverie.sleep import replay
 from reverie.sleep.buffer import Observation
 from reverie.sleep.probe import PROBERS, Probe
@@ -95,6 +102,12 @@ class SleepConfig:
     """Learning rate of the replay fit."""
     replay_rank: int = 8
     """Rank of each night's replay delta."""
+    repair: bool = True
+    """Bank memories: check each new item's adapter on its own probes and fit a correction
+    for the facts it misses (see reverie.sleep.replay.repair). Merged memories re-distil new
+    items through replay instead."""
+    repair_steps: int = 40
+    """AdamW steps of each correction."""
     prober: str = "world"
     """Who writes the probe questions (see reverie.sleep.probe.PROBERS)."""
     seed: int = 0
@@ -164,6 +177,17 @@ def probe_index(mem: Memory) -> dict[str, list[tuple[str, Probe]]]:
     return index
 
 
+def bank_router(mem: Memory) -> Router:
+    """The key router over a bank memory's live items, each also known by the questions it
+    is the newest answer to (its active probes), so that an update and the biography it
+    updates are told apart."""
+    active: dict[str, list[str]] = {}
+    for entries in probe_index(mem).values():
+        for owner, p in entries:
+            active.setdefault(owner, []).append(p.question)
+    return mem.router(questions=active)
+
+
 def _answer(probes: list[Probe]) -> str:
     """The item's answer for a key: the most common over its question phrasings."""
     answers = [p.answer for p in probes]
@@ -174,6 +198,10 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
     """Consolidate the learner's buffer into its memory; returns what happened."""
     cfg = cfg or SleepConfig()
     mem, att = learner._mem()
+    if mem.strategy.name == "bank":
+        # Bank items are separate adapters routed per question: tonight's cannot disturb
+        # earlier ones, so there is nothing for replay to protect or for transfer to move.
+        cfg = replace(cfg, replay=False, transfer=False)
     buf = learner.buffer
     assert buf is not None
     obs = buf.items()
@@ -191,7 +219,8 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
     bm = learner.bm
     probes = PROBERS[cfg.prober]().probe(bm, [o.text for o in chosen])
     index = probe_index(mem)
-    extra, notes = [], [{"event": "discarded", "buffer_id": o.id, "reason": why, "source_sha256": o.sha256,
+    extra: list[dict[str, Any]] = []
+    notes = [{"event": "discarded", "buffer_id": o.id, "reason": why, "source_sha256": o.sha256,
                          "time": time.time()} for o, why in dropped]
     for o, ps in zip(chosen, probes, strict=True):
         by_key: dict[str, list[Probe]] = {}
@@ -209,6 +238,16 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
         rep["superseded"] += len(links)
     moved = transferable(mem) if cfg.transfer and cfg.replay else []  # before tonight's items exist
     ads = learner.injector.inject_many([o.text for o in chosen]) if chosen else []
+    if mem.strategy.name == "bank" and cfg.repair and ads:
+        t1 = time.perf_counter()
+        first = not mem.state["bias"]  # the bias goes into the weights with the memory's first item
+        fixed = [replay.repair(bm, ad, ps, steps=cfg.repair_steps, seed=cfg.seed, with_bias=first)
+                 for ad, ps in zip(ads, probes, strict=True)]
+        ads = [a for a, _ in fixed]
+        for e, (_, info) in zip(extra, fixed, strict=True):
+            e["repair"] = info
+        rep["repaired"] = sum(bool(info["failed"]) for _, info in fixed)
+        rep["repair_s"] = round(time.perf_counter() - t1, 3)
     ids = consolidate(att, ads, [o.sha256 for o in chosen], learner._guard, [o.text for o in chosen], extra, notes)
     rep["consolidated"] = sum(i is not None for i in ids)
     rep["refused"] = sum(i is None for i in ids)
@@ -290,4 +329,4 @@ def replay_rows(learner: Learner, mem: Memory, cfg: SleepConfig, new_owners: set
     return rows
 
 
-__all__ = ["SELECTORS", "Selector", "SleepConfig", "probe_index", "register_selector", "sleep"]
+__all__ = ["SELECTORS", "Selector", "SleepConfig", "bank_router", "probe_index", "register_selector", "sleep"]

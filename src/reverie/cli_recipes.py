@@ -1,0 +1,293 @@
+"""`reverie train …`, `reverie eval …` and `reverie bench …`: the recipes and benchmarks
+(a second file so that cli.py stays the user's verbs; both build one Typer app)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reverie.cli_common import JsonOpt, ModelOpt, SeedOpt, emit, err, friendly
+from reverie.errors import ReverieError
+
+train_app = typer.Typer(help="Training recipes (resumable: rerun the same command).", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluations of the models.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: one JSON object on stdout with --json; files under --results.", no_args_is_help=True)
+
+
+# ---- train ------------------------------------------------------------------------------
+@train_app.command("base")
+@friendly
+def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/base"),
+               seed: Annotated[int, typer.Option(help="World, data and init seed.")] = 0,
+               steps: Annotated[int, typer.Option(help="Optimizer steps (4000 is about an hour on 2 cores).")] = 4000,
+               export: Annotated[bool, typer.Option(help="Ship the result as the embedded default model.")] = False) -> None:
+    """Train the embedded default base model on the world (resumable)."""
+    from reverie.base.train import setup
+
+    setup(out=str(out_dir), seed=seed, steps=steps, export=export)
+
+
+@train_app.command("hypernet")
+@friendly
+def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/hypernet"),
+                   model: ModelOpt = None,
+                   seed: Annotated[int, typer.Option(help="Data and init seed.")] = 0,
+                   steps: Annotated[int, typer.Option(help="Optimizer steps (4000 is about 40 minutes on 2 cores).")] = 4000,
+                   docs_per_step: Annotated[int, typer.Option(help="Documents per step (per process).")] = 8,
+                   lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+                   group_sizes: Annotated[str, typer.Option(help="Comma-separated sizes of the groups whose adapters are summed (1 = single documents).")] = "1",
+                   init: Annotated[str | None, typer.Option(help="Start a new stage from this run folder or hypernetwork folder.")] = None,
+                   shared: Annotated[float, typer.Option(help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
+                   device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
+                   max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
+                   eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400).")] = None,
+                   pool: Annotated[int, typer.Option(help="Real models: training passages given teacher answers first.")] = 4000,
+                   data: Annotated[Path | None, typer.Option(help="Real models: passages JSON-lines file instead of the fetched training split.")] = None,
+                   export: Annotated[bool, typer.Option(help="Ship the result beside the base model (its hypernet/ folder).")] = False) -> None:
+    """Meta-train the hypernetwork (resumable). Multi-process: `torchrun --nproc_per_node N -m reverie.cli train hypernet`.
+
+    With --model smollm2 it trains on real passages with the model's own answers as targets
+    (the recipe in reverie/hypernet/train_real.py)."""
+    from reverie.base.real import NAMED, shipped_hypernet
+    from reverie.hypernet.train import setup
+
+    if model is not None and str(model) in NAMED:
+        from reverie.hypernet import train_real
+
+        out = str(out_dir) if out_dir != Path("runs/hypernet") else f"runs/hypernet_{model}"
+        train_real.setup(out=out, model=str(model), seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step,
+                         lr=lr, device=device, max_seconds=max_seconds, data=None if data is None else str(data),
+                         export=str(shipped_hypernet(str(model))) if export else None)
+        return
+
+    try:
+        sizes = tuple(int(x) for x in group_sizes.split(","))
+    except ValueError:
+        raise ReverieError(f"--group-sizes {group_sizes!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
+    setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
+          export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared,
+          device=device, max_seconds=max_seconds, eval_every=eval_every)
+
+
+@train_app.command("policy")
+@friendly
+def train_policy(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: answer-table cache, checkpoints, log.")] = Path("runs/policy"),
+                 seed: Annotated[int, typer.Option(help="PPO seed; also picks the training streams.")] = 0,
+                 timesteps: Annotated[int, typer.Option(help="Nights of experience (PPO environment steps).")] = 60_000,
+                 budget: Annotated[int, typer.Option(help="Consolidations per night for validation.")] = 3,
+                 budgets: Annotated[str, typer.Option(help="Budgets drawn per training episode (comma-separated).")] = "1,2,3,4,5",
+                 streams: Annotated[int, typer.Option(help="Training streams (answer tables built once each, ~7 s).")] = 64,
+                 val_streams: Annotated[int, typer.Option(help="Validation streams (the best checkpoint is kept).")] = 16,
+                 nights: Annotated[int, typer.Option(help="Nights per stream (episode length).")] = 8,
+                 n_envs: Annotated[int, typer.Option(help="Environments per rollout.")] = 8,
+                 lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
+                 cost: Annotated[float, typer.Option(help="Reward cost per consolidation.")] = 0.002,
+                 eval_every: Annotated[int, typer.Option(help="Nights between validation runs and checkpoints.")] = 4096,
+                 workers: Annotated[int, typer.Option(help="Processes building the answer tables.")] = 1,
+                 export: Annotated[bool, typer.Option(help="Ship the best policy as the default (assets/default/policy).")] = False,
+                 as_json: JsonOpt = False) -> None:
+    """Train the consolidation policy with PPO on policy streams (resumable: rerun the same command)."""
+    from reverie.policy.train import PolicyRecipe, setup
+
+    try:
+        bs = [int(b) for b in budgets.split(",")]
+    except ValueError:
+        raise ReverieError(f"--budgets {budgets!r}: expected integers separated by commas, e.g. 1,2,3") from None
+    if min(bs + [budget, streams, val_streams, nights, n_envs]) < 1:
+        raise ReverieError("--budget(s), --streams, --val-streams, --nights and --n-envs must be at least 1")
+    rc = PolicyRecipe(seed=seed, timesteps=timesteps, budget=budget, budgets=budgets, streams=streams,
+                      val_streams=val_streams, nights=nights, n_envs=n_envs, lr=lr, cost=cost, eval_every=eval_every,
+                      workers=workers)
+    emit(setup(str(out_dir), rc, export=export), as_json, "Policy training")
+
+
+# ---- eval -------------------------------------------------------------------------------
+@eval_app.command("base")
+@friendly
+def eval_base(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
+              n_held_out: Annotated[int, typer.Option(help="Held-out people (6 questions each).")] = 100,
+              results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """acc_full, acc_none, closed-book accuracy and held-out-template accuracy of a base model."""
+    from reverie.base.model import BaseModel
+    from reverie.eval import results as res
+    from reverie.eval.base_eval import evaluate
+
+    t0 = time.time()
+    bm = BaseModel.load(model)
+    r = res.stamp(evaluate(bm, seed=seed, n_held_out=n_held_out), seed, bm.path, t0)
+    res.write("eval_base", r, results, "Base model")
+    emit(r, as_json, "Base model")
+
+
+@bench_app.command("qa")
+@friendly
+def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
+             n_people: Annotated[int, typer.Option(help="Held-out people (6 questions each).")] = 60,
+             n_cd: Annotated[int, typer.Option(help="People for gradient distillation (slow).")] = 10,
+             cd_steps: Annotated[int, typer.Option(help="AdamW steps per distilled document.")] = 300,
+             results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """QA after injection vs no context, full context, BM25 retrieval and gradient distillation.
+
+    With --model smollm2: held-out SQuAD-derived passages, scored with ROUGE-L F1 and exact
+    match (distillation on at most 5 passages)."""
+    from reverie.base.real import NAMED
+    from reverie.eval import bench_qa
+    from reverie.eval import results as res
+    from reverie.learner import Learner
+
+    t0 = time.time()
+    learner = Learner.load(model)
+    if model is not None and str(model) in NAMED:
+        # A real model reads real passages: --n-people counts held-out passages (2 questions each).
+        from reverie.eval import bench_real
+
+        name = f"bench_qa_{model}"
+        r = bench_real.run(learner.bm, learner.injector, seed=seed, n_passages=n_people,  # type: ignore[arg-type]
+                           n_cd=min(n_cd, 5), cd_steps=cd_steps,
+                           partial=lambda o: res.write(f"{name}.partial", res.stamp(dict(o), seed, str(model), t0), results))
+        r = res.stamp(r, seed, str(model), t0)
+        res.write(name, r, results, f"QA after injection: {model} on held-out passages")
+        for suffix in (".json", ".md"):
+            (results / f"{name}.partial{suffix}").unlink(missing_ok=True)
+        emit(r, as_json, f"QA after injection ({model})")
+        return
+    r = bench_qa.run(learner.bm, learner.injector, seed=seed, n_people=n_people, n_cd=n_cd, cd_steps=cd_steps)  # type: ignore[arg-type]
+    r = res.stamp(r, seed, learner.bm.path, t0)
+    res.write("bench_qa", r, results, "QA after injection")
+    emit(r, as_json, "QA after injection")
+
+
+@bench_app.command("sequential")
+@friendly
+def bench_sequential(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
+                     t: Annotated[int, typer.Option("--T", help="Documents consolidated one batch after another.")] = 1000,
+                     strategy: Annotated[list[str] | None, typer.Option(help="Merge strategy (repeatable; default: all).")] = None,
+                     n_eval: Annotated[int, typer.Option(help="Questions per metric at each checkpoint.")] = 300,
+                     guard: Annotated[bool, typer.Option(help="Pass every update through the interference guard.")] = True,
+                     router: Annotated[str, typer.Option(help="The bank's router: key (document keys) or activation (the adapters' own rows).")] = "key",
+                     results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """T documents written into one weight memory per merge strategy: retention, plasticity,
+    generalization, locality, competence and delta norm at T = 1, 10, 100, 1000."""
+    from reverie.eval import bench_sequential as bs
+    from reverie.eval import results as res
+    from reverie.learner import Learner
+    from reverie.memory import MERGES
+    from reverie.utils import atomic_write_text
+
+    for s in strategy or []:
+        if s not in MERGES:
+            raise ReverieError(f"unknown merge strategy {s!r} (known: {', '.join(MERGES)})")
+    t0 = time.time()
+    learner = Learner.load(model)
+    from reverie.memory import ROUTERS
+
+    if router not in ROUTERS:
+        raise ReverieError(f"unknown router {router!r} (known: {', '.join(ROUTERS)})")
+    r = bs.run(learner.bm, learner.injector, tuple(strategy or bs.STRATEGIES), T=t, seed=seed, n_eval=n_eval, guard=guard, route=router)
+    r = res.stamp(r | {"summary": bs.summary(r)}, seed, learner.bm.path, t0)
+    out_dir = res.write("bench_sequential", r, results, "Sequential injections")
+    atomic_write_text(out_dir / "bench_sequential.md", bs.markdown(r))
+    bs.plot(r, out_dir / "bench_sequential.png")
+    emit(r["summary"] | {"seed": seed, "wall_s": r["wall_s"]}, as_json, "Sequential injections")
+
+
+@bench_app.command("stream")
+@friendly
+def bench_stream(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
+                 days: Annotated[int, typer.Option(help="Days in the stream.")] = 30,
+                 people_per_day: Annotated[int, typer.Option(help="New biographies read per day.")] = 3,
+                 mode: Annotated[list[str] | None, typer.Option(help="replay, no_replay (merged memory with and without replay) and/or bank (adapter bank routed by document key); repeatable, default all.")] = None,
+                 replay_steps: Annotated[int, typer.Option(help="AdamW steps of each night's replay.")] = 60,
+                 replay_items: Annotated[int, typer.Option(help="Earlier items sampled for each night's replay.")] = 24,
+                 guard: Annotated[bool, typer.Option(help="Pass every update through the interference guard.")] = True,
+                 results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """Read a world stream by day and sleep by night: daily accuracy with and without
+    replay, update_success, stale_rate, sleep time against reading time."""
+    from reverie.eval import bench_stream as bst
+    from reverie.eval import results as res
+    from reverie.utils import atomic_write_text
+
+    for m in mode or []:
+        if m not in bst.MODES:
+            raise ReverieError(f"unknown mode {m!r} (known: {', '.join(bst.MODES)})")
+    t0 = time.time()
+    with err.status("bench stream") as st:
+        r = bst.run(None if model is None else str(model), seed=seed, days=days, people_per_day=people_per_day, guard=guard,
+                    modes=tuple(mode or bst.MODES), replay_steps=replay_steps, replay_items=replay_items,
+                    progress=st.update)
+    r = res.stamp(r, seed, str(model or "embedded"), t0)
+    out_dir = res.write("bench_stream", r, results, "Stream")
+    atomic_write_text(out_dir / "bench_stream.md", bst.markdown(r))
+    bst.plot(r, out_dir / "bench_stream.png")
+    emit(r, as_json, "Stream")
+
+
+@bench_app.command("long")
+@friendly
+def bench_long(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
+               n_per_length: Annotated[int, typer.Option(help="Questions (one per person) at each length.")] = 64,
+               lengths: Annotated[str, typer.Option(help="Comma-separated document lengths in windows.")] = "1,2,4,8",
+               needle_trials: Annotated[int, typer.Option(help="Needles per depth and length.")] = 3,
+               results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """Documents past the window (chunked injection: concat, svd) against truncated context
+    and retrieval, needle-in-a-haystack by depth and length, adapter bytes and latency."""
+    from reverie.eval import bench_long as bl
+    from reverie.eval import results as res
+    from reverie.learner import Learner
+
+    try:
+        mults = tuple(int(x) for x in lengths.split(","))
+    except ValueError:
+        raise ReverieError(f"--lengths {lengths!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
+    t0 = time.time()
+    learner = Learner.load(model)
+    r = bl.run(learner.bm, learner.injector, seed=seed, n_per_length=n_per_length, lengths=mults,  # type: ignore[arg-type]
+               needle_trials=needle_trials)
+    r = res.stamp(r, seed, str(model or "embedded"), t0)
+    out_dir = res.write("bench_long", r, results, "Long documents")
+    bl.plot(r, out_dir / "bench_long.png")
+    emit(r, as_json, "Long documents")
+
+
+@bench_app.command("policy")
+@friendly
+def bench_policy(as_json: JsonOpt = False,
+                 seed: Annotated[int, typer.Option(help="First held-out stream seed (never used in training).")] = 0,
+                 seeds: Annotated[int, typer.Option(help="Held-out streams (the spread is over them).")] = 5,
+                 budget: Annotated[int, typer.Option(help="Consolidations per night for the headline figures.")] = 3,
+                 budgets: Annotated[str, typer.Option(help="Budgets for the accuracy-against-budget plot (comma-separated).")] = "1,2,3,4,5,6",
+                 nights: Annotated[int, typer.Option(help="Nights per stream.")] = 8,
+                 policy: Annotated[Path | None, typer.Option(help="Policy folder (default: the shipped one).")] = None,
+                 cache: Annotated[Path | None, typer.Option(help="Folder caching each stream's answer tables.")] = Path("runs/policy_bench_cache"),
+                 workers: Annotated[int, typer.Option(help="Processes building the answer tables.")] = 1,
+                 sleep_nights: Annotated[int, typer.Option(help="Also run learned vs first inside the whole sleep() (guard, replay) for this many nights of stream --seed (about 30 s a night; 0: skip).")] = 0,
+                 results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """Future-question accuracy at a fixed budget: learned policy vs first, random, recency,
+    surprise, repeated and the oracle, on held-out streams; plot against budget."""
+    from reverie.eval import results as res
+    from reverie.policy import bench as pb
+    from reverie.utils import atomic_write_text
+
+    try:
+        bs = tuple(int(b) for b in budgets.split(","))
+    except ValueError:
+        raise ReverieError(f"--budgets {budgets!r}: expected integers separated by commas, e.g. 1,2,3") from None
+    if min((seeds, budget, nights, *bs)) < 1:
+        raise ReverieError("--seeds, --budget(s) and --nights must be at least 1")
+    t0 = time.time()
+    with err.status("bench policy") as st:
+        r = pb.bench(seed=seed, seeds=seeds, budget=budget, budgets=bs, nights=nights, policy_dir=policy,
+                     cache=cache, workers=workers, progress=st.update)
+        if sleep_nights > 0:
+            if policy is not None:
+                raise ReverieError("--sleep-nights runs sleep()'s own selector: the shipped policy, not --policy")
+            r["full_sleep"] = pb.full_sleep(seed, sleep_nights, budget, progress=st.update)
+    r = res.stamp(r, seed, "embedded", t0)
+    out_dir = res.write("bench_policy", r, results, "Consolidation policy")
+    atomic_write_text(out_dir / "bench_policy.md", pb.markdown(r))
+    pb.plot(r, out_dir / "bench_policy.png")
+    emit({k: v for k, v in r.items() if k not in ("curves", "spread", "per_seed")} if not as_json else r, as_json,
+         "Consolidation policy")

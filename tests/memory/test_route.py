@@ -1,0 +1,111 @@
+"""The adapter bank's routing: document keys, the key router, and a bank memory in use."""
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reverie.eval.qa import ask_injected
+from reverie.hypernet.adapter import Adapter
+from reverie.learner import Learner
+from reverie.memory.route import KeyRouter, key_phrases, phrases
+from reverie.world import World
+
+BIO = ("Charles Miles is a native of Thomasstad. Charles was welcomed into the world on 28 February 1984. "
+       "He works in Lake Amy. He graduated from East Monica State University. Charles Miles draws his salary "
+       "from Smith Ltd. Charles Miles's field of study was Mechanical Engineering.")
+
+
+def test_key_phrases_are_the_capitalised_runs():
+    key = key_phrases(BIO)
+    assert {"charles miles", "east monica state university", "lake amy", "smith ltd", "thomasstad"} <= set(key)
+    assert not any(w in k.split() for k in key for w in ("works", "native", "salary"))
+    assert ("what",) in [p for p, initial in phrases("What is it?") if initial]
+
+
+def test_the_router_names_the_item_and_abstains_on_strangers():
+    r = KeyRouter()
+    r.add("a", key_phrases(BIO))
+    r.add("b", key_phrases("Ada Wood was born in Lake Amy. Ada Wood works for Brown Group."))
+    assert r.route("What is the birth city of Charles Miles?") == "a"
+    assert r.route("Charles Miles works in which city?") == "a"
+    assert r.route("Who does Ada Wood work for?") == "b"
+    # Both words of "Charles Smith" are in item a, but not as one phrase: not about it.
+    assert r.route("Where was Charles Smith born?") is None
+    assert r.route("where does charles miles work?") is None  # no capitalised phrase to go on
+    assert r.route("") is None
+
+
+def test_the_newest_item_about_a_name_wins_and_removal_works():
+    r = KeyRouter()
+    r.add("old", key_phrases(BIO))
+    r.add("new", key_phrases(BIO.replace("Smith Ltd", "Brown Group")))
+    assert r.route("Who employs Charles Miles?") == "new"
+    r.remove("new")
+    assert r.route("Who employs Charles Miles?") == "old"
+    r.remove("old")
+    assert r.route("Who employs Charles Miles?") is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=200), st.text(max_size=120))
+def test_routing_never_fails_on_any_text(doc, question):
+    r = KeyRouter()
+    r.add("x", key_phrases(doc))
+    assert r.route(question) in (None, "x")
+
+
+def test_a_bank_memory_routes_each_question_to_its_own_adapter(tmp_path):
+    world = World()
+    people = world.held_out[:3]
+    docs = [world.biography(p, random.Random(i)) for i, p in enumerate(people)]
+    learner = Learner.load(memory=tmp_path / "m", strategy="bank")
+    learner._guard = None
+    ids = learner.consolidate(docs)
+    assert all(ids)
+    q = world.question(people[1], "birth_city", random.Random(0))
+    assert learner.route(q.question) == ids[1]
+    ad = Adapter(learner.memory.factors(ids[1]), 1.0)
+    assert learner.ask(q.question) == ask_injected(learner.bm, [q], {q.person: ad})[0]
+    stranger = world.question(world.base[0], "employer", random.Random(0))
+    assert learner.route(stranger.question) is None
+    assert learner.forget(ids[1]) and learner.route(q.question) is None
+    learner.close()
+
+
+def test_sleep_on_a_bank_memory_stores_items_without_replay(tmp_path):
+    world = World()
+    p = world.held_out[0]
+    learner = Learner.load(memory=tmp_path / "m", strategy="bank")
+    learner._guard = None
+    learner.read(world.biography(p, random.Random(0)))
+    rep = learner.sleep()
+    assert rep["consolidated"] == 1 and rep["replay_rows"] == 0 and "replay_item" not in rep
+    assert learner.route(world.question(p, "employer", random.Random(0)).question) == rep["items"][0]
+    learner.close()
+
+
+def test_items_about_one_name_are_told_apart_by_what_they_answer():
+    r = KeyRouter()
+    r.add("bio", key_phrases(BIO), questions=["Where was Charles Miles born?", "What did Charles Miles study?"])
+    r.add("update", key_phrases("Charles Miles now works for Brown Group in Port Ann."),
+          questions=["Who does Charles Miles work for?", "In which city does Charles Miles work?"])
+    assert r.route("Where was Charles Miles born?") == "bio"
+    assert r.route("Who does Charles Miles work for?") == "update"
+    assert r.route("Which city is Charles Miles's workplace in?") == "update"
+
+
+def test_sleep_repairs_what_the_hypernetwork_missed(tmp_path):
+    """Birth dates are the fact the shipped hypernetwork never learned to write: sleep on a
+    bank memory checks each item on its own probes and fits a correction for them."""
+    world = World()
+    p = world.held_out[0]
+    learner = Learner.load(memory=tmp_path / "m", strategy="bank")
+    learner._guard = None
+    learner.read(world.biography(p, random.Random(0)))
+    rep = learner.sleep()
+    entry = learner.memory.item(rep["items"][0])
+    assert entry["repair"]["failed"] >= 1 and entry["repair"]["failed_after"] < entry["repair"]["failed"]
+    q = world.question(p, "birth_date", random.Random(0))
+    assert learner.ask(q.question, working=False) == p.attrs["birth_date"]
+    learner.close()
