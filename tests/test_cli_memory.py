@@ -113,3 +113,17 @@ def test_read_sleep_ask_show_on_a_bank_memory(tmp_path, bios):
     shown = json.loads(runner.invoke(app, ["memories", "show", rep["items"][0], "--memory", mem, "--json"]).stdout)
     assert shown["strategy"] == "bank" and shown["key"]
     assert sum(row["answer_now"] == p.attrs[row["key"].split("|")[1]] for row in shown["probe"]) >= 5
+
+
+def test_a_bank_exports_one_adapter_per_item_and_refuses_to_merge(tmp_path, bios):
+    mem = str(tmp_path / "bank")
+    r = runner.invoke(app, ["consolidate", *bios, "--memory", mem, "--strategy", "bank", "--json", "--no-guard"])
+    ids = [row["id"] for row in json.loads(r.stdout)]
+    assert runner.invoke(app, ["export", "peft", str(tmp_path / "ad"), "--memory", mem]).exit_code == 0
+    routes = json.loads((tmp_path / "ad" / "routes.json").read_text())
+    assert set(routes["items"]) == set(ids) and all(routes["items"].values())
+    for i in ids:
+        assert (tmp_path / "ad" / "items" / i / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "ad" / "shared" / "adapter_config.json").is_file()
+    r = runner.invoke(app, ["export", "merged", str(tmp_path / "merged"), "--memory", mem])
+    assert r.exit_code == 1 and "is a bank" in r.output and not (tmp_path / "merged").exists()

@@ -334,8 +334,13 @@ def memories_rollback(name: Annotated[str, typer.Argument(help="Snapshot name.")
 @export_app.command("peft")
 @friendly
 def export_peft(dest: Annotated[Path, typer.Argument(help="Folder for the adapter.")], memory: MemOpt = None, model: ModelOpt = None) -> None:
-    """The memory as one peft LoRA adapter (PeftModel.from_pretrained loads it)."""
+    """The memory as one peft LoRA adapter (PeftModel.from_pretrained loads it); a bank
+    memory as one adapter per item, a shared one and routes.json (its items' keys)."""
     bm, mem = _open_memory(memory, model)
+    if mem.strategy.name == "bank":
+        mem.export_bank(dest, bm.path)
+        err.print(f"bank: {len(mem.items)} item adapters in {dest}/items, shared/ and routes.json")
+        return
     mem.as_adapter().save(dest, bm.path)
     err.print(f"adapter -> {dest}")
 
@@ -347,6 +352,9 @@ def export_merged(dest: Annotated[Path, typer.Argument(help="Folder for the merg
     from reverie.memory import Attached
 
     bm, mem = _open_memory(memory, model)
+    if mem.strategy.name == "bank":
+        raise ReverieError(f"memory {mem.path} is a bank: its items are chosen per question, so no one merged "
+                           "model holds them; use `reverie export peft DIR` (one adapter per item and their keys)")
     Attached(bm.model, mem)
     bm.model.save_pretrained(str(dest))
     bm.tokenizer.save_pretrained(str(dest))

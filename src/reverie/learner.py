@@ -131,15 +131,21 @@ class Learner:
 
     def export_merged(self, path: str | Path) -> Path:
         """The base model with the memory merged in, as a plain transformers model folder."""
-        self._mem()
+        mem, _ = self._mem()
+        if mem.strategy.name == "bank":
+            raise ReverieError(f"memory {mem.path} is a bank: its items are chosen per question, so no one merged "
+                               "model holds them; export_peft writes one adapter per item and their keys")
         p = Path(path)
         self.bm.model.save_pretrained(str(p))
         self.bm.tokenizer.save_pretrained(str(p))
         return p
 
     def export_peft(self, path: str | Path) -> Path:
-        """The memory as one peft LoRA adapter (an exact SVD factorisation of its delta)."""
+        """The memory as one peft LoRA adapter (an exact SVD factorisation of its delta); a
+        bank memory as one adapter per item (see Memory.export_bank)."""
         mem, _ = self._mem()
+        if mem.strategy.name == "bank":  # no single adapter: one per item, and their routes
+            return mem.export_bank(path, self.bm.path)
         return mem.as_adapter().save(path, self.bm.path)
 
     def close(self) -> None:

@@ -372,6 +372,20 @@ class Memory:
         return Adapter(fac, 1.0, meta={"items": len(self.items)})
 
 
+    def export_bank(self, dest: str | Path, base_model_path: str = "") -> Path:
+        """A bank memory has no single adapter (its items are routed per question): each
+        live item as its own peft adapter under ``items/<id>/``, what every answer carries
+        (the bias) under ``shared/``, and ``routes.json`` (each item's document key)."""
+        d = Path(dest)
+        self.as_adapter().save(d / "shared", base_model_path)
+        live = set(self.state["items"])
+        keys = {e["id"]: e.get("key", []) for e in self.ledger() if e.get("event") == "add" and e["id"] in live}
+        for i in self.state["items"]:
+            Adapter(self.factors(i), 1.0, meta={"item": i}).save(d / "items" / i, base_model_path)
+        atomic_write_text(d / "routes.json", json.dumps({"router": "key", "items": keys}, indent=1))
+        return d
+
+
 def _mark_inexact(events: list[dict], item_id: str) -> None:
     for e in events:
         if e.get("id") == item_id:
