@@ -69,10 +69,17 @@ def applied(model: nn.Module, factors: Factors, scale: float) -> Iterator[None]:
 
 
 def _hook(a: torch.Tensor, b: torch.Tensor, scale: float):
+    if a.dim() == 2:  # one adapter for every row: transpose and fold the scale in once, not per call
+        at, bt = a.T.contiguous(), (scale * b.T).contiguous()  # (d_in, R), (R, d_out)
+
+        def shared(_mod, inp, out):
+            x = inp[0]  # (N, T, d_in)
+            return out + (x @ at.to(x.dtype)) @ bt.to(x.dtype)
+
+        return shared
+
     def hook(_mod, inp, out):
         x = inp[0]  # (N, T, d_in)
-        if a.dim() == 2:
-            return out + scale * (x @ a.T.to(x.dtype)) @ b.T.to(x.dtype)
         h = torch.einsum("ntd,nrd->ntr", x, a.to(x.dtype))  # (N, T, R)
         return out + scale * torch.einsum("ntr,nor->nto", h, b.to(x.dtype))  # (N, T, d_out)
 
