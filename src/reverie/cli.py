@@ -122,8 +122,7 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
         if mem.strategy.name == "bank":  # the item the question is about, if any (reverie.memory.route)
             from reverie.sleep.cycle import bank_router
 
-            item = bank_router(mem).route(decode_input(question))
-            if item is not None:
+            for item in bank_router(mem).routes(decode_input(question)):
                 merge(bm.model, mem.factors(item), 1.0)
         if context is None and working:
             buf = memory_buffer(mem, readonly=True)

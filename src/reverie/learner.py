@@ -76,8 +76,44 @@ class Learner:
         """Write texts into the persistent memory; returns item ids (None: refused by the guard)."""
         mem, att = self._mem()
         docs = [check_text(t) for t in texts]
+        if mem.strategy.name == "bank" and isinstance(self.injector, HyperInjector):
+            return self._consolidate_chunks(docs)
         ads = self.injector.inject_many(docs)
         return consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, docs)
+
+    def _consolidate_chunks(self, docs: list[str]) -> list[str | None]:
+        """Into a bank, a text longer than the window goes as ``CHUNK_TOKENS``-token chunks,
+        each its own item (one document's chunks share ``document_sha256`` in the ledger, and
+        a question is answered under those of them that name what it asks about): summing
+        many chunk adapters into one fails (``reverie bench long``). Returns, per text, its
+        item's id (a chunked text: its first stored chunk's)."""
+        import hashlib
+
+        from reverie.hypernet.chunks import split_chunks
+        from reverie.memory.route import CHUNK_TOKENS
+
+        mem, att = self._mem()
+        inj = self.injector
+        assert isinstance(inj, HyperInjector)
+        pieces: list[str] = []
+        owner: list[int] = []
+        extra: list[dict] = []
+        for n, d in enumerate(docs):
+            cs = inj.chunks(d)
+            if len(cs) > 1:
+                cs = split_chunks(d, inj.n_tokens, CHUNK_TOKENS)
+                sha = hashlib.sha256(d.encode()).hexdigest()
+                extra += [{"document_sha256": sha, "chunk": j, "chunks": len(cs)} for j in range(len(cs))]
+            else:
+                extra.append({})
+            pieces += cs
+            owner += [n] * len(cs)
+        ads = inj.inject_many(pieces)
+        ids = consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, pieces, extra)
+        out: list[str | None] = [None] * len(docs)
+        for o, item in zip(owner, ids, strict=True):
+            out[o] = out[o] or item
+        return out
 
     def read(self, text: str | bytes) -> str:
         """Put an observation into the episodic buffer (persisted at once); returns its id.
@@ -191,27 +227,33 @@ class Learner:
             from reverie.base.model import decode_input
 
             context = self.working_context(decode_input(question))
-        item = self.route(question)
-        if item is None:
+        items = self.routes(question)
+        if not items:
             return self.bm.answer(question, context)
-        from reverie.hypernet.lora import applied
+        from reverie.hypernet.lora import applied, concat
 
         assert self.memory is not None
         # Applied by forward hooks for this one answer: cheaper than merging the item into
         # the weights and restoring them (1.05-1.14x against 1.22-1.36x of the plain answer).
-        with applied(self.bm.model, self.memory.factors(item), 1.0):
+        with applied(self.bm.model, concat([self.memory.factors(i) for i in items]), 1.0):
             return self.bm.answer(question, context)
 
     def route(self, question: str | bytes) -> str | None:
         """With a ``bank`` memory: the item whose adapter answers ``question`` (None: no item
         is about it, the weights alone answer). Other memories are merged: always None."""
+        items = self.routes(question)
+        return items[0] if items else None
+
+    def routes(self, question: str | bytes) -> list[str]:
+        """With a ``bank`` memory: the items ``question`` is answered under (the best one, and
+        when it is a chunk of a long text, that text's other chunks that match); else []."""
         mem = self.memory
         if mem is None or mem.strategy.name != "bank":
-            return None
+            return []
         from reverie.base.model import decode_input
 
         if self._router is None or self._router[0] != mem.state["generation"]:
             from reverie.sleep.cycle import bank_router
 
             self._router = (mem.state["generation"], bank_router(mem))
-        return self._router[1].route(decode_input(question))
+        return self._router[1].routes(decode_input(question))

@@ -45,5 +45,5 @@ def test_bank_routes_a_question_to_the_chunks_that_name_its_person():
     hit = router.candidates(f"Where was {people[3].name} born?")
     assert 1 <= len(hit) <= 3
     ad = bl.bank_route(ads, router, f"Where was {people[3].name} born?")
-    assert ad.rank == sum(ads[int(j)].rank for j in hit[: bl.BANK_ROUTES]) - (len(hit[: bl.BANK_ROUTES]) - 1) * int(ads[0].meta["bias_rank"])
+    assert ad.rank == sum(ads[int(j)].rank for j in hit[: bl.MAX_ROUTES]) - (len(hit[: bl.MAX_ROUTES]) - 1) * int(ads[0].meta["bias_rank"])
     assert bl.bank_route(ads, router, "Where was Nobody Atall born?").rank == int(ads[0].meta["bias_rank"])

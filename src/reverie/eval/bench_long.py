@@ -33,7 +33,7 @@ from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.chunks import combine
 from reverie.hypernet.injectors import HyperInjector
 from reverie.hypernet.lora import applied
-from reverie.memory.route import KeyRouter, key_phrases
+from reverie.memory.route import CHUNK_TOKENS, MAX_ROUTES, KeyRouter, key_phrases
 from reverie.utils import progress
 from reverie.world import World, WorldConfig
 from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
@@ -42,17 +42,10 @@ LENGTHS = (1, 2, 4, 8)
 DEPTHS = 10
 SMALL_CHUNK = 64
 """Tokens per chunk for ``concat_small``: about one biography (~55 tokens)."""
-BANK_CHUNK = 48
-"""Tokens per chunk for ``bank``: a little under one biography, so that few chunks hold two
-people (48 routed best of 48 / 64 / 128 at 1-4x, seed 0)."""
-BANK_ROUTES = 4
-"""Most chunks a question is routed to (their adapters summed)."""
-
-
 def bank_adapters(inj: HyperInjector, text: str) -> tuple[list[Adapter], KeyRouter]:
     """The ``bank`` combination: the document's chunks kept as separate adapters, each keyed
     by its capitalised phrases (reverie.memory.route)."""
-    chunks = _variant(inj, "concat", BANK_CHUNK).chunks(text)
+    chunks = _variant(inj, "concat", CHUNK_TOKENS).chunks(text)
     router = KeyRouter()
     for j, c in enumerate(chunks):
         router.add(str(j), key_phrases(c))
@@ -62,7 +55,7 @@ def bank_adapters(inj: HyperInjector, text: str) -> tuple[list[Adapter], KeyRout
 def bank_route(ads: list[Adapter], router: KeyRouter, question: str) -> Adapter:
     """The adapter a question is answered under: the sum of the chunks it routes to (a
     person's biography may straddle two chunks), or the bias alone when none."""
-    hit = [ads[int(j)] for j in router.candidates(question)[:BANK_ROUTES]]
+    hit = [ads[int(j)] for j in router.candidates(question)[:MAX_ROUTES]]
     if hit:
         return combine(hit, "concat", 0)
     doc, bias = ads[0].parts()

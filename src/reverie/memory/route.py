@@ -37,6 +37,13 @@ register = registrar(ROUTERS)
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
 _SENTENCE_END = re.compile(r"[.?!:;]\s*$")
 MAX_GRAM = 6  # a question phrase longer than this is matched on its first MAX_GRAM words
+CHUNK_TOKENS = 48
+"""A text longer than the window goes into a bank as chunks of this many tokens, each its own
+item: a little under one biography, so that few chunks hold two people (48 routed best of
+48 / 64 / 128 in ``reverie bench long``, seed 0)."""
+MAX_ROUTES = 4
+"""Most chunks of one document a question is answered under (their adapters summed): a
+person's sentences may straddle two chunks."""
 
 
 def _norm(w: str) -> str:
@@ -87,10 +94,17 @@ class Router:
     def __init__(self, **_: object):
         pass
 
-    def add(self, item_id: str, key: list[str], factors: dict | None = None, questions: list[str] | None = None) -> None:
+    def add(self, item_id: str, key: list[str], factors: dict | None = None, questions: list[str] | None = None,
+            group: str | None = None) -> None:
         """``questions``: what the item is known to answer (its active probes, when the sleep
-        cycle wrote them), to tell apart items about the same name."""
+        cycle wrote them), to tell apart items about the same name; ``group``: the document
+        the item is a chunk of."""
         raise NotImplementedError
+
+    def routes(self, question: str) -> list[str]:
+        """The items a question is answered under: the best one, or none."""
+        item = self.route(question)
+        return [] if item is None else [item]
 
     def remove(self, item_id: str) -> None:
         raise NotImplementedError
@@ -109,10 +123,13 @@ class KeyRouter(Router):
         self.ids: list[str | None] = []  # by insertion order; None once removed
         self._keys: list[list[str]] = []
         self._questions: list[list[set[str]]] = []
+        self._groups: dict[str, str | None] = {}
 
-    def add(self, item_id: str, key: list[str], factors: dict | None = None, questions: list[str] | None = None) -> None:
+    def add(self, item_id: str, key: list[str], factors: dict | None = None, questions: list[str] | None = None,
+            group: str | None = None) -> None:
         n = len(self.ids)
         self.ids.append(item_id)
+        self._groups[item_id] = group
         self._keys.append(list(key))
         self._questions.append([_bag(q) for q in questions or []])
         for ph in key:
@@ -172,6 +189,15 @@ class KeyRouter(Router):
         c = self.candidates(question)
         return c[0] if c else None
 
+    def routes(self, question: str) -> list[str]:
+        """The best item and, when it is a chunk of a longer document, the other chunks of
+        that document that match too (at most ``MAX_ROUTES``)."""
+        c = self.candidates(question)
+        if not c:
+            return []
+        g = self._groups.get(c[0])
+        return c[:1] if g is None else [i for i in c if self._groups.get(i) == g][:MAX_ROUTES]
+
 
 @register("activation")
 class ActivationRouter(Router):
@@ -192,7 +218,8 @@ class ActivationRouter(Router):
         self.ids: list[str | None] = []
         self._K: torch.Tensor | None = None
 
-    def add(self, item_id: str, key: list[str], factors: dict | None = None, questions: list[str] | None = None) -> None:
+    def add(self, item_id: str, key: list[str], factors: dict | None = None, questions: list[str] | None = None,
+            group: str | None = None) -> None:
         if factors is None:
             raise ValueError("the activation router keys items by their factors")
         A = factors[self.target][0][self.layer]  # (r, d_in)

@@ -244,7 +244,8 @@ class Memory:
         live = set(self.state["items"])
         entries = {e["id"]: e for e in self.ledger() if e.get("event") == "add" and e["id"] in live}
         for i in self.state["items"]:  # in the order they were stored: the newest wins a tie
-            r.add(i, entries[i].get("key", []), self.factors(i) if kind == "activation" else None, (questions or {}).get(i))
+            r.add(i, entries[i].get("key", []), self.factors(i) if kind == "activation" else None, (questions or {}).get(i),
+                  entries[i].get("document_sha256"))
         return r
 
     def add(self, adapters: list[Adapter], sources: list[str], guard_info: list[dict] | None = None,
