@@ -236,9 +236,8 @@ def sleep_cmd(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = 
 def memories_list(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False) -> None:
     """Items in the memory: id, when, norm, layers, excerpt."""
     _, mem = _open_memory(memory, model)
-    live = set(mem.items)
     rows = [{k: e.get(k) for k in ("id", "time", "delta_norm", "layers", "exact", "excerpt")}
-            for e in mem.ledger() if e.get("event") == "add" and e["id"] in live]
+            for e in mem.live_entries().values()]
     if as_json:
         sys.stdout.write(json.dumps({"items": rows, "snapshots": mem.snapshots(), "strategy": mem.state["strategy"]}) + "\n")
         return

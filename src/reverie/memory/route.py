@@ -25,6 +25,7 @@ and abstaining is what locality needs; the matching here is a set lookup per phr
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections import defaultdict
 
 import torch
@@ -86,31 +87,43 @@ def key_phrases(text: str, limit: int = 64) -> list[str]:
     return list(seen)[:limit]
 
 
-class Router:
+def _indexed(key: list[str]) -> list[tuple[str, list[str]]]:
+    """For each word of each key phrase: the word, and the runs of the phrase (up to
+    ``MAX_GRAM`` words) that start at it — what the key router indexes an item under."""
+    out = []
+    for ph in key:
+        ws = ph.split()
+        out += [(w, [" ".join(ws[i:j]) for j in range(i + 1, min(len(ws), i + MAX_GRAM) + 1)]) for i, w in enumerate(ws)]
+    return out
+
+
+class Router(ABC):
     """Base: ``add`` items as they are stored, ``route`` a question to an item id or None."""
 
     name = "?"
 
-    def __init__(self, **_: object):
+    def __init__(self, **_: object):  # noqa: B027 - every router is built from one keyword set (bm=, ...)
         pass
 
+    @abstractmethod
     def add(self, item_id: str, key: list[str], factors: dict | None = None, questions: list[str] | None = None,
             group: str | None = None) -> None:
         """``questions``: what the item is known to answer (its active probes, when the sleep
         cycle wrote them), to tell apart items about the same name; ``group``: the document
         the item is a chunk of."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def remove(self, item_id: str) -> None:
+        """Stop routing to an item (forgotten)."""
+
+    @abstractmethod
+    def route(self, question: str) -> str | None:
+        """The item that answers ``question``, or None."""
 
     def routes(self, question: str) -> list[str]:
         """The items a question is answered under: the best one, or none."""
         item = self.route(question)
         return [] if item is None else [item]
-
-    def remove(self, item_id: str) -> None:
-        raise NotImplementedError
-
-    def route(self, question: str) -> str | None:
-        raise NotImplementedError
 
 
 @register("key")
@@ -132,24 +145,18 @@ class KeyRouter(Router):
         self._groups[item_id] = group
         self._keys.append(list(key))
         self._questions.append([_bag(q) for q in questions or []])
-        for ph in key:
-            ws = ph.split()
-            for w in ws:
-                self.words[w].add(n)
-            for i in range(len(ws)):
-                for j in range(i + 1, min(len(ws), i + MAX_GRAM) + 1):
-                    self.grams[" ".join(ws[i:j])].add(n)
+        for w, runs in _indexed(key):
+            self.words[w].add(n)
+            for g in runs:
+                self.grams[g].add(n)
 
     def remove(self, item_id: str) -> None:
         n = self.ids.index(item_id)
         self.ids[n] = None
-        for ph in self._keys[n]:
-            ws = ph.split()
-            for w in ws:
-                self.words[w].discard(n)
-            for i in range(len(ws)):
-                for j in range(i + 1, min(len(ws), i + MAX_GRAM) + 1):
-                    self.grams[" ".join(ws[i:j])].discard(n)
+        for w, runs in _indexed(self._keys[n]):
+            self.words[w].discard(n)
+            for g in runs:
+                self.grams[g].discard(n)
 
     def candidates(self, question: str) -> list[str]:
         """Every item whose key contains all of the question's capitalised phrases, best first."""

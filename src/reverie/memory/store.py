@@ -234,6 +234,11 @@ class Memory:
         f = _unflat("applied", d)
         return f if applied and f else _unflat("raw", d)
 
+    def live_entries(self) -> dict[str, dict]:
+        """Item id -> its ledger entry, for the items now in the memory."""
+        live = set(self.state["items"])
+        return {e["id"]: e for e in self.ledger() if e.get("event") == "add" and e["id"] in live}
+
     def router(self, kind: str = "key", questions: dict[str, list[str]] | None = None, **kw: object) -> Router:
         """A router over the live items (how a ``bank`` memory chooses the item a question is
         about; see reverie.memory.route), keyed from their ledger entries; ``questions``:
@@ -241,8 +246,7 @@ class Memory:
         if kind not in ROUTERS:
             raise MemoryError_(f"unknown router {kind!r} (known: {', '.join(ROUTERS)})")
         r = ROUTERS[kind](**kw)
-        live = set(self.state["items"])
-        entries = {e["id"]: e for e in self.ledger() if e.get("event") == "add" and e["id"] in live}
+        entries = self.live_entries()
         for i in self.state["items"]:  # in the order they were stored: the newest wins a tie
             r.add(i, entries[i].get("key", []), self.factors(i) if kind == "activation" else None, (questions or {}).get(i),
                   entries[i].get("document_sha256"))
@@ -379,8 +383,7 @@ class Memory:
         (the bias) under ``shared/``, and ``routes.json`` (each item's document key)."""
         d = Path(dest)
         self.as_adapter().save(d / "shared", base_model_path)
-        live = set(self.state["items"])
-        keys = {e["id"]: e.get("key", []) for e in self.ledger() if e.get("event") == "add" and e["id"] in live}
+        keys = {i: e.get("key", []) for i, e in self.live_entries().items()}
         for i in self.state["items"]:
             Adapter(self.factors(i), 1.0, meta={"item": i}).save(d / "items" / i, base_model_path)
         atomic_write_text(d / "routes.json", json.dumps({"router": "key", "items": keys}, indent=1))

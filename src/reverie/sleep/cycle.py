@@ -210,7 +210,7 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
                            "superseded": 0, "replay_rows": 0, "transferred": 0, "config": asdict(cfg)}
     if not obs:
         return rep | {"sleep_s": 0.0}
-    known = {e["source_sha256"] for e in mem.ledger() if e.get("event") == "add" and e["id"] in set(mem.items)}
+    known = {e["source_sha256"] for e in mem.live_entries().values()}
     if cfg.selector not in SELECTORS:
         raise ReverieError(f"unknown selector {cfg.selector!r} (known: {', '.join(SELECTORS)})")
     selector = SELECTORS[cfg.selector]()

@@ -23,7 +23,7 @@ from reverie.base.data import IGNORE
 from reverie.base.model import BaseModel
 from reverie.base.prompt import answer_text, closed_prompt
 from reverie.hypernet.adapter import Adapter
-from reverie.hypernet.lora import applied, layer_prefix, target_dims
+from reverie.hypernet.lora import applied, concat, layer_prefix, target_dims
 
 
 def fit(bm: BaseModel, rows: list[tuple[str, str]], targets: tuple[str, ...], rank: int = 8, steps: int = 60,
@@ -85,8 +85,7 @@ def repair(bm: BaseModel, ad: Adapter, probes: list, rank: int = 4, steps: int =
     bias ranks are not in the weights yet (a memory adds them with its first item), so
     check and fit with them applied, as the item will be answered."""
     doc, bias = ad.parts()
-    under = {t: (torch.cat([A, bias[t][0]], -2), torch.cat([B, bias[t][1]], -1)) for t, (A, B) in doc.items()} \
-        if with_bias and bias is not None else doc
+    under = concat([doc, bias]) if with_bias and bias is not None else doc
     facts: dict[str, list] = {}
     for p in probes:
         facts.setdefault(p.key, []).append(p)
@@ -101,12 +100,10 @@ def repair(bm: BaseModel, ad: Adapter, probes: list, rank: int = 4, steps: int =
     rows = [(p.question, p.answer) for ps in facts.values() for p in ps[:phrasings]]  # its good facts too: keep them
     with applied(bm.model, under, 1.0):
         corr = fit(bm, rows, tuple(doc), rank, steps, lr, seed=seed)
-    fixed = {t: (torch.cat([A, corr.factors[t][0]], -2), torch.cat([B, corr.factors[t][1] * corr.scale], -1)) for t, (A, B) in doc.items()}
-    extra = {t: (torch.cat([under[t][0], corr.factors[t][0]], -2), torch.cat([under[t][1], corr.factors[t][1] * corr.scale], -1)) for t in doc}
-    after = _answers_under(bm, extra, [p.question for p in first])
+    fix, _ = corr.parts()  # its scale folded into B, like the item's own ranks
+    after = _answers_under(bm, concat([under, fix]), [p.question for p in first])
     info |= {"failed_after": sum(a != p.answer for p, a in zip(first, after, strict=True)), "fit_s": corr.meta["fit_s"]}
-    parts = [fixed] + ([bias] if bias is not None else [])
-    fac = {t: (torch.cat([f[t][0] for f in parts], -2), torch.cat([f[t][1] for f in parts], -1)) for t in doc}
+    fac = concat([doc, fix] + ([bias] if bias is not None else []))  # the bias stays last: Adapter.parts finds it there
     return Adapter(fac, 1.0, ad.layer_prefix, dict(ad.meta) | {"repaired": len(failed)}), info
 
 
