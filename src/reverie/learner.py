@@ -82,15 +82,15 @@ class Learner:
         return consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, docs)
 
     def _consolidate_chunks(self, docs: list[str]) -> list[str | None]:
-        """Into a bank, a text longer than the window goes as ``CHUNK_TOKENS``-token chunks,
+        """Into a bank, a text longer than the window goes as chunks of at most ``CHUNK_TOKENS``
+        tokens cut where its subject changes (reverie.memory.route.subject_chunks),
         each its own item (one document's chunks share ``document_sha256`` in the ledger, and
         a question is answered under those of them that name what it asks about): summing
         many chunk adapters into one fails (``reverie bench long``). Returns, per text, its
         item's id (a chunked text: its first stored chunk's)."""
         import hashlib
 
-        from reverie.hypernet.chunks import split_chunks
-        from reverie.memory.route import CHUNK_TOKENS
+        from reverie.memory.route import chunk_keys, subject_chunks
 
         mem, att = self._mem()
         inj = self.injector
@@ -101,9 +101,9 @@ class Learner:
         for n, d in enumerate(docs):
             cs = inj.chunks(d)
             if len(cs) > 1:
-                cs = split_chunks(d, inj.n_tokens, CHUNK_TOKENS)
+                cs = subject_chunks(d, inj.n_tokens)
                 sha = hashlib.sha256(d.encode()).hexdigest()
-                extra += [{"document_sha256": sha, "chunk": j, "chunks": len(cs)} for j in range(len(cs))]
+                extra += [{"document_sha256": sha, "chunk": j, "chunks": len(cs), "key": k} for j, k in enumerate(chunk_keys(cs))]
             else:
                 extra.append({})
             pieces += cs
@@ -235,7 +235,8 @@ class Learner:
         assert self.memory is not None
         # Applied by forward hooks for this one answer: cheaper than merging the item into
         # the weights and restoring them (1.05-1.14x against 1.22-1.36x of the plain answer).
-        with applied(self.bm.model, concat([self.memory.factors(i) for i in items]), 1.0):
+        parts = [self.memory.factors(i) for i in items]
+        with applied(self.bm.model, parts[0] if len(parts) == 1 else concat(parts), 1.0):
             return self.bm.answer(question, context)
 
     def route(self, question: str | bytes) -> str | None:

@@ -24,3 +24,21 @@ def test_a_small_run_reports_every_metric_and_the_bank_leaves_strangers_alone(tm
     s = bs.summary(r | {"seed": 0})
     assert {"retention_12_over_single", "generalization_12_over_single", "best_strategy"} <= set(s)
     assert bs.markdown(r).startswith("# Sequential injections")
+
+
+def test_paired_latency_keeps_each_questions_fastest_time(monkeypatch):
+    # A fake clock: every call of a way costs its fixed time, except one slow outlier per way
+    # (the scheduler noise the pairing is there to drop).
+    clock = [0.0]
+    monkeypatch.setattr(bs.time, "perf_counter", lambda: clock[0])
+    calls = {"plain": 0, "memory": 0}
+
+    def way(name: str, cost: float):
+        def f(_q):
+            calls[name] += 1
+            clock[0] += cost * (50 if calls[name] == 3 else 1)
+        return f
+
+    qs = [object(), object()]
+    r = bs.paired_latency(way("plain", 1.0), way("memory", 1.25), qs, reps=3)  # type: ignore[arg-type]
+    assert r == 1.25 and calls == {"plain": 6, "memory": 6}

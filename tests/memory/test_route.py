@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from reverie.eval.qa import ask_injected
 from reverie.hypernet.adapter import Adapter
 from reverie.learner import Learner
-from reverie.memory.route import KeyRouter, key_phrases, phrases
+from reverie.memory.route import KeyRouter, chunk_keys, key_phrases, phrases
 from reverie.world import World
 
 BIO = ("Charles Miles is a native of Thomasstad. Charles was welcomed into the world on 28 February 1984. "
@@ -21,6 +21,22 @@ def test_key_phrases_are_the_capitalised_runs():
     assert {"charles miles", "east monica state university", "lake amy", "smith ltd", "thomasstad"} <= set(key)
     assert not any(w in k.split() for k in key for w in ("works", "native", "salary"))
     assert ("what",) in [p for p, initial in phrases("What is it?") if initial]
+
+
+def test_a_chunk_is_keyed_by_whom_its_sentences_are_about():
+    chunks = ["Allison Reyes was born on 26 January 1988. Allison Reyes works for Smith Ltd.",
+              "Allison spent her early years in Lake Amy. She studied Classics.",  # names her by first name only
+              "She works in Port Marie.",  # names nobody: about the subject in force
+              "Ada Wood was born in Lake Amy. She works in Port Marie."]  # opens with a new name
+    keys = chunk_keys(chunks)
+    assert keys[0] == key_phrases(chunks[0])
+    assert "allison reyes" in keys[1] and "allison reyes" in keys[2]
+    assert "allison reyes" not in keys[3]
+    r = KeyRouter()
+    for j, k in enumerate(keys):
+        r.add(str(j), k, group="doc")
+    assert set(r.routes("Where does Allison Reyes work?")) == {"0", "1", "2"}
+    assert r.routes("Where was Ada Wood born?") == ["3"]
 
 
 def test_the_router_names_the_item_and_abstains_on_strangers():

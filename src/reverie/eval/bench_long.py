@@ -6,9 +6,10 @@ window-sized chunks whose adapters are combined (``concat``: ranks side by side;
 re-compressed to the hypernetwork's rank), the same with biography-sized chunks
 (``concat_small``, ``svd_small``: about what the hypernetwork was trained on), the full document in
 context truncated to the window (its end is kept), and bm25s retrieval of the best
-window-sized chunk into context. ``bank``: the document's 48-token chunks kept as separate
-adapters and each question answered under the chunks whose capitalised phrases hold its
-names (the adapter bank's key routing, reverie.memory.route, within one document).
+window-sized chunk into context. ``bank``: the document cut where its subject changes into
+chunks of at most 64 tokens (reverie.memory.route.subject_chunks), kept as separate adapters,
+and each question answered under the chunks whose keys hold its names (the adapter bank's
+key routing, within one document).
 ``acc_inject_single`` is the same people's questions with one adapter per biography:
 ``qa_<L>x`` is the best combination's accuracy over it.
 
@@ -33,7 +34,7 @@ from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.chunks import combine
 from reverie.hypernet.injectors import HyperInjector
 from reverie.hypernet.lora import applied
-from reverie.memory.route import CHUNK_TOKENS, MAX_ROUTES, KeyRouter, key_phrases
+from reverie.memory.route import MAX_ROUTES, KeyRouter, chunk_keys, subject_chunks
 from reverie.utils import progress
 from reverie.world import World, WorldConfig
 from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
@@ -42,13 +43,15 @@ LENGTHS = (1, 2, 4, 8)
 DEPTHS = 10
 SMALL_CHUNK = 64
 """Tokens per chunk for ``concat_small``: about one biography (~55 tokens)."""
+
+
 def bank_adapters(inj: HyperInjector, text: str) -> tuple[list[Adapter], KeyRouter]:
     """The ``bank`` combination: the document's chunks kept as separate adapters, each keyed
-    by its capitalised phrases (reverie.memory.route)."""
-    chunks = _variant(inj, "concat", CHUNK_TOKENS).chunks(text)
+    by its capitalised phrases and the names it carries over (reverie.memory.route.chunk_keys)."""
+    chunks = subject_chunks(text, inj.n_tokens)
     router = KeyRouter()
-    for j, c in enumerate(chunks):
-        router.add(str(j), key_phrases(c))
+    for j, key in enumerate(chunk_keys(chunks)):
+        router.add(str(j), key)
     return inj.inject_many(chunks), router
 
 

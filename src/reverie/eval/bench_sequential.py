@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -93,23 +94,39 @@ def single_injection(bm: BaseModel, inj: Injector, qs: tuple[list[QA], list[QA]]
     return score(ask_injected(bm, qs[0], ads), qs[0]).acc, score(ask_injected(bm, qs[1], ads), qs[1]).acc
 
 
-def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> float:
-    """Answer latency of questions about stored items, one at a time as ``Learner.ask``
-    answers them (route, apply the item's adapter, answer), over the same questions answered
-    without it; best of three passes each (one answer of the embedded model takes ~9 ms, so
-    a pass is short and noisy)."""
-    def one(q: QA, routed: bool) -> None:
-        item = router.route(q.question) if routed else None
+def paired_latency(plain: Callable[[QA], object], with_memory: Callable[[QA], object], qs: list[QA],
+                   reps: int = 5) -> float:
+    """Answer latency with memory over without, on the same questions: each question answered
+    ``reps`` times each way, interleaved (the order alternates per repeat), and the fastest
+    time of each kept, as ``timeit`` advises. One answer of the embedded model takes ~10 ms:
+    timing whole passes instead let the machine's +-10% scheduling noise decide the ratio
+    (best-of-3 passes read 1.08-1.15 for an overhead that is 3-5% here)."""
+    fast = [0.0, 0.0]
+    for q in qs:
+        best = [float("inf"), float("inf")]
+        for k in range(reps):
+            for way in ((0, 1) if k % 2 == 0 else (1, 0)):
+                t0 = time.perf_counter()
+                (with_memory if way else plain)(q)
+                best[way] = min(best[way], time.perf_counter() - t0)
+        fast[0] += best[0]
+        fast[1] += best[1]
+    return fast[1] / max(fast[0], 1e-12)
+
+
+def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], cold: bool = False) -> float:
+    """Latency ratio of questions answered as ``Learner.ask`` answers them with a bank
+    (route, take the item's factors, hook its adapter in, answer) over the plain answer.
+    ``cold``: every routed answer first reads its item's file (the first question about an
+    item; later ones find its factors decoded in the memory's cache)."""
+    def routed(q: QA) -> None:
+        if cold:
+            mem.unload()
+        item = router.route(q.question)
         with applied(bm.model, mem.factors(item) if item else {}, 1.0):
             bm.answer(q.question)
 
-    best: dict[bool, float] = {}
-    for routed in (False, True) * 3:
-        t0 = time.perf_counter()
-        for q in qs:
-            one(q, routed)
-        best[routed] = min(best.get(routed, float("inf")), time.perf_counter() - t0)
-    return best[True] / max(best[False], 1e-12)
+    return paired_latency(lambda q: bm.answer(q.question), routed, qs)
 
 
 def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, people_docs: list[tuple[Any, str]],
@@ -141,7 +158,10 @@ def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, pe
     out["delta_norm"] = mem.delta_norm()
     out["answer_ratio"] = t_ans / refs["loc_s"]
     if router is not None:
+        # The bank leaves the base weights as they are, so both ratios are measured paired.
+        out["answer_ratio"] = routed_latency(bm, mem, router, refs["loc_q"][:40])
         out["answer_ratio_routed"] = routed_latency(bm, mem, router, ret_q[:40])
+        out["answer_ratio_routed_cold"] = routed_latency(bm, mem, router, ret_q[:40], cold=True)
     out["memory_bytes"] = mem.nbytes()
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
     out["n_retention"], out["n_plasticity"] = len(ret_q), len(plast_q)
@@ -224,7 +244,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
     last = max(CHECKPOINTS + (res["T"],)) if res["T"] in CHECKPOINTS else res["T"]
     for name, s in res["strategies"].items():
         for T, m in s["curve"].items():
-            for k in METRICS + ("answer_ratio", "answer_ratio_routed", "memory_bytes", "refused"):
+            for k in METRICS + ("answer_ratio", "answer_ratio_routed", "answer_ratio_routed_cold", "memory_bytes", "refused"):
                 if k in m:
                     out[f"{name}.{k}_{T}"] = m[k]
     scored = {n: s["curve"][last]["retention"] + s["curve"][last]["locality"] for n, s in res["strategies"].items() if last in s["curve"]}
@@ -268,11 +288,13 @@ def markdown(res: dict[str, Any]) -> str:
     """A table per metric: strategies down, T across."""
     Ts = sorted({int(t) for s in res["strategies"].values() for t in s["curve"]})
     lines = ["# Sequential injections", "", f"`{res.get('command', '')}` (seed {res.get('seed')}, model {res.get('model')})", ""]
-    for k in METRICS + ("answer_ratio", "memory_bytes", "rss_mb", "refused"):
+    for k in METRICS + ("answer_ratio", "answer_ratio_routed", "answer_ratio_routed_cold", "memory_bytes", "rss_mb", "refused"):
+        if not any(k in m for s in res["strategies"].values() for m in s["curve"].values()):
+            continue
         lines += [f"## {k}", "", "| strategy | " + " | ".join(f"T={t}" for t in Ts) + " |", "| --- |" + " --- |" * len(Ts)]
         for name, s in res["strategies"].items():
             c = {int(t): m for t, m in s["curve"].items()}
-            lines.append(f"| {name} | " + " | ".join(str(c[t][k]) if t in c else "" for t in Ts) + " |")
+            lines.append(f"| {name} | " + " | ".join(str(c[t].get(k, "")) if t in c else "" for t in Ts) + " |")
         lines.append("")
     lines += ["| strategy | wall s | guard s |", "| --- | --- | --- |"]
     lines += [f"| {n} | {s['wall_s']} | {s['guard_s']} |" for n, s in res["strategies"].items()]
