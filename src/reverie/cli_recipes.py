@@ -41,6 +41,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    group_sizes: Annotated[str, typer.Option(help="Comma-separated sizes of the groups whose adapters are summed (1 = single documents).")] = "1",
                    init: Annotated[str | None, typer.Option(help="Start a new stage from this run folder or hypernetwork folder.")] = None,
                    shared: Annotated[float, typer.Option(help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
+                   local: Annotated[float, typer.Option(help="Weight of the KL-to-base term on questions about people not injected (locality).")] = 1.0,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
                    eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400).")] = None,
@@ -68,7 +69,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
     except ValueError:
         raise ReverieError(f"--group-sizes {group_sizes!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
     setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
-          export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared,
+          export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared, local=local,
           device=device, max_seconds=max_seconds, eval_every=eval_every)
 
 

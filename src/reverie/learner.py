@@ -81,38 +81,36 @@ class Learner:
         ads = self.injector.inject_many(docs)
         return consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, docs)
 
-    def _consolidate_chunks(self, docs: list[str]) -> list[str | None]:
-        """Into a bank, a text longer than the window goes as chunks of at most ``CHUNK_TOKENS``
-        tokens cut where its subject changes (reverie.memory.route.subject_chunks),
-        each its own item (one document's chunks share ``document_sha256`` in the ledger, and
-        a question is answered under those of them that name what it asks about): summing
-        many chunk adapters into one fails (``reverie bench long``). Returns, per text, its
-        item's id (a chunked text: its first stored chunk's)."""
+    def bank_pieces(self, text: str) -> list[tuple[str, dict]]:
+        """How ``text`` goes into a bank: as itself, or, when longer than the window, as chunks
+        of at most ``CHUNK_TOKENS`` tokens cut where its subject changes
+        (reverie.memory.route.subject_chunks), each to be its own item; with each piece, the
+        ledger fields that tie it to its document (``document_sha256``, ``chunk``, ``chunks``)
+        and its routing ``key``. Summing many chunk adapters into one fails (``reverie bench
+        long``); kept apart, a question is answered under the chunks that name what it asks."""
         import hashlib
 
         from reverie.memory.route import chunk_keys, subject_chunks
 
-        mem, att = self._mem()
         inj = self.injector
-        assert isinstance(inj, HyperInjector)
-        pieces: list[str] = []
-        owner: list[int] = []
-        extra: list[dict] = []
-        for n, d in enumerate(docs):
-            cs = inj.chunks(d)
-            if len(cs) > 1:
-                cs = subject_chunks(d, inj.n_tokens)
-                sha = hashlib.sha256(d.encode()).hexdigest()
-                extra += [{"document_sha256": sha, "chunk": j, "chunks": len(cs), "key": k} for j, k in enumerate(chunk_keys(cs))]
-            else:
-                extra.append({})
-            pieces += cs
-            owner += [n] * len(cs)
-        ads = inj.inject_many(pieces)
-        ids = consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, pieces, extra)
+        if not isinstance(inj, HyperInjector) or len(inj.chunks(text)) <= 1:
+            return [(text, {})]
+        cs = subject_chunks(text, inj.n_tokens)
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        return [(c, {"document_sha256": sha, "chunk": j, "chunks": len(cs), "key": k})
+                for j, (c, k) in enumerate(zip(cs, chunk_keys(cs), strict=True))]
+
+    def _consolidate_chunks(self, docs: list[str]) -> list[str | None]:
+        """Into a bank, each text as its :meth:`bank_pieces`. Returns, per text, its item's id
+        (a chunked text: its first stored chunk's)."""
+        _, att = self._mem()
+        pieces = [(n, c, x) for n, d in enumerate(docs) for c, x in self.bank_pieces(d)]
+        ads = self.injector.inject_many([c for _, c, _ in pieces])
+        ids = consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, [c for _, c, _ in pieces],
+                          [x for _, _, x in pieces])
         out: list[str | None] = [None] * len(docs)
-        for o, item in zip(owner, ids, strict=True):
-            out[o] = out[o] or item
+        for (n, _, _), item in zip(pieces, ids, strict=True):
+            out[n] = out[n] or item
         return out
 
     def read(self, text: str | bytes) -> str:

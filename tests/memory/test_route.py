@@ -2,6 +2,7 @@
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -127,17 +128,25 @@ def test_sleep_repairs_what_the_hypernetwork_missed(tmp_path):
     learner.close()
 
 
-def test_a_long_text_goes_into_a_bank_as_chunk_items_answered_together(tmp_path):
+@pytest.mark.parametrize("way", ["consolidate", "sleep"])
+def test_a_long_text_goes_into_a_bank_as_chunk_items_answered_together(tmp_path, way):
     world = World()
     people = world.held_out[10:22]
     text = " ".join(world.biography(p, random.Random(i)) for i, p in enumerate(people))
     learner = Learner.load(memory=tmp_path / "m", strategy="bank")
     learner._guard = None
     assert learner.injector.n_tokens(text) > learner.bm.max_length  # longer than the window
-    [first] = learner.consolidate([text])
+    if way == "consolidate":
+        [first] = learner.consolidate([text])
+    else:
+        learner.read(text)
+        first = learner.sleep(repair=False)["items"][0]
     mem = learner.memory
     chunks = [e for e in mem.ledger() if e.get("event") == "add"]
-    assert len(chunks) > 6 and first == chunks[0]["id"]
+    # Cut where the subject changes: no chunk holds two people, and each is keyed by its own.
+    assert len(chunks) >= len(people) and first == chunks[0]["id"]
+    for e in chunks:
+        assert sum(p.name.lower() in e["key"] for p in people) == 1
     assert len({e["document_sha256"] for e in chunks}) == 1 and [e["chunk"] for e in chunks] == list(range(len(chunks)))
     hits = 0
     for p in people:

@@ -276,7 +276,7 @@ def all_reduce_grads(module: torch.nn.Module) -> None:
 def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, steps: int = 4000,
           export: bool = False, docs_per_step: int = 8, lr: float = 1e-3, group_sizes: tuple[int, ...] = (1,),
           init: str | None = None, shared: float = 0.0, device: str = "cpu", max_seconds: float | None = None,
-          eval_every: int | None = None) -> Path:
+          eval_every: int | None = None, local: float = 1.0) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
@@ -296,7 +296,8 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         torch.set_num_threads(1)
     else:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-    rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared)
+    rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared,
+                     local=local)
     if eval_every is not None:
         rc.eval_every = eval_every
     bm = BaseModel.load(base)

@@ -217,12 +217,17 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
     selector.bind(learner, mem)
     chosen, dropped = selector.select(obs, cfg.budget, known)
     bm = learner.bm
-    probes = PROBERS[cfg.prober]().probe(bm, [o.text for o in chosen])
+    # Into a bank, a text longer than the window goes as chunks, each its own item (probed,
+    # repaired and routed on its own); anywhere else, as one item.
+    bank = mem.strategy.name == "bank"
+    units = [(o, t, x) for o in chosen for t, x in (learner.bank_pieces(o.text) if bank else [(o.text, {})])]
+    texts = [t for _, t, _ in units]
+    probes = PROBERS[cfg.prober]().probe(bm, texts)
     index = probe_index(mem)
     extra: list[dict[str, Any]] = []
     notes = [{"event": "discarded", "buffer_id": o.id, "reason": why, "source_sha256": o.sha256,
                          "time": time.time()} for o, why in dropped]
-    for o, ps in zip(chosen, probes, strict=True):
+    for (o, _, piece), ps in zip(units, probes, strict=True):
         by_key: dict[str, list[Probe]] = {}
         for p in ps:
             by_key.setdefault(p.key, []).append(p)
@@ -234,11 +239,11 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
                 if old != new:
                     links.append({"item": index[k][0][0], "key": k, "old": old, "new": new})
         extra.append({"kind": "observation", "buffer_id": o.id, "probes": [[p.question, p.answer, p.key] for p in ps],
-                      "supersedes": links})
+                      "supersedes": links} | piece)
         rep["superseded"] += len(links)
     moved = transferable(mem) if cfg.transfer and cfg.replay else []  # before tonight's items exist
-    ads = learner.injector.inject_many([o.text for o in chosen]) if chosen else []
-    if mem.strategy.name == "bank" and cfg.repair and ads:
+    ads = learner.injector.inject_many(texts) if texts else []
+    if bank and cfg.repair and ads:
         t1 = time.perf_counter()
         first = not mem.state["bias"]  # the bias goes into the weights with the memory's first item
         fixed = [replay.repair(bm, ad, ps, steps=cfg.repair_steps, seed=cfg.seed, with_bias=first)
@@ -248,7 +253,7 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
             e["repair"] = info
         rep["repaired"] = sum(bool(info["failed"]) for _, info in fixed)
         rep["repair_s"] = round(time.perf_counter() - t1, 3)
-    ids = consolidate(att, ads, [o.sha256 for o in chosen], learner._guard, [o.text for o in chosen], extra, notes)
+    ids = consolidate(att, ads, [o.sha256 for o, _, _ in units], learner._guard, texts, extra, notes)
     rep["consolidated"] = sum(i is not None for i in ids)
     rep["refused"] = sum(i is None for i in ids)
     rep["discarded"] = len(dropped)
@@ -256,7 +261,7 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
     rep["inject_merge_s"] = round(time.perf_counter() - t0, 3)
     if cfg.replay and (chosen or moved):
         t1 = time.perf_counter()
-        full = set(rep["items"]) | {f"refused:{o.id}" for o, i in zip(chosen, ids, strict=True) if i is None} | set(moved)
+        full = set(rep["items"]) | {f"refused:{o.id}" for (o, _, _), i in zip(units, ids, strict=True) if i is None} | set(moved)
         rows = replay_rows(learner, mem, cfg, full)
         live = [i for i in moved if i in set(mem.items)]
         removal = {t: -W for t, W in _dense_sum(mem, live).items()}
