@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -113,29 +114,30 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
     from reverie.hypernet.adapter import Adapter
     from reverie.hypernet.lora import merge
 
+    router = None
     if memory is not None:
-        from reverie.memory import Attached
-        from reverie.sleep.buffer import fit_context, memory_buffer
+        from reverie.memory import Attached, routed
+        from reverie.sleep.cycle import bank_router
 
         bm, mem = _open_memory(memory, model)
         Attached(bm.model, mem)
-        if mem.strategy.name == "bank":  # the item the question is about, if any (reverie.memory.route)
-            from reverie.sleep.cycle import bank_router
-
-            for item in bank_router(mem).routes(decode_input(question)):
-                merge(bm.model, mem.factors(item), 1.0)
-        if context is None and working:
-            buf = memory_buffer(mem, readonly=True)
-            ctx = fit_context(bm, [o.text for o in buf.items()], decode_input(question))
-            out.print(bm.answer(question, ctx), highlight=False, soft_wrap=True)
-            return
+        if mem.strategy.name == "bank":  # answered under the items the question is about (reverie.memory.route)
+            router = bank_router(mem)
     else:
         bm = BaseModel.load(model)
     for a in adapter or []:
         ad = Adapter.load(a)
         merge(bm.model, ad.factors, ad.scale)
-    ctx = decode_input(context.read_bytes()) if context else None
-    out.print(bm.answer(question, ctx), highlight=False, soft_wrap=True)
+    if context is not None:
+        ctx: str | None = decode_input(context.read_bytes())
+    elif memory is not None and working:
+        from reverie.sleep.buffer import fit_context, memory_buffer
+
+        ctx = fit_context(bm, [o.text for o in memory_buffer(mem, readonly=True).items()], decode_input(question))
+    else:
+        ctx = None
+    with routed(bm.model, mem, router, decode_input(question)) if router is not None else nullcontext():
+        out.print(bm.answer(question, ctx), highlight=False, soft_wrap=True)
 
 
 # ---- memory -----------------------------------------------------------------------------
@@ -269,14 +271,13 @@ def memories_show(item: Annotated[str, typer.Argument(help="Item id.")], memory:
         for q, a, k in probes:
             seen.setdefault(k, [q, a])  # one question per fact
         rows = list(seen.items())
-        if mem.strategy.name == "bank":  # each question under the item it routes to
-            from reverie.hypernet.lora import applied
+        if mem.strategy.name == "bank":  # each question under the items it routes to
+            from reverie.memory import routed
             from reverie.sleep.cycle import bank_router
 
             router, now = bank_router(mem), []
             for _, (q, _a) in rows:
-                to = router.route(q)
-                with applied(bm.model, mem.factors(to) if to else {}, 1.0):
+                with routed(bm.model, mem, router, q):
                     now.append(bm.answer(q))
         else:
             now = bm.answer_batch([bm.prompt(q) for _, (q, _a) in rows])

@@ -17,14 +17,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel
+from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, decode_input
 from reverie.errors import ModelLoadError, ReverieError
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.injectors import INJECTORS, HyperInjector, Injector, check_text
 from reverie.hypernet.lora import merge
 from reverie.hypernet.model import fingerprint
 from reverie.hypernet.store import load_hypernet
-from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets
+from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets, routed
 from reverie.memory.route import Router
 from reverie.sleep.buffer import Buffer, fit_context, memory_buffer
 from reverie.sleep.cycle import SleepConfig
@@ -222,19 +222,12 @@ class Learner:
         """Greedy answer from the weights plus ``context`` if given, else (with ``working``)
         the working context: what was read since the last sleep, as much as fits."""
         if context is None and working and self.buffer is not None and len(self.buffer):
-            from reverie.base.model import decode_input
-
             context = self.working_context(decode_input(question))
-        items = self.routes(question)
-        if not items:
+        mem = self.memory
+        if mem is None or mem.strategy.name != "bank":
             return self.bm.answer(question, context)
-        from reverie.hypernet.lora import applied, concat
 
-        assert self.memory is not None
-        # Applied by forward hooks for this one answer: cheaper than merging the item into
-        # the weights and restoring them (1.05-1.14x against 1.22-1.36x of the plain answer).
-        parts = [self.memory.factors(i) for i in items]
-        with applied(self.bm.model, parts[0] if len(parts) == 1 else concat(parts), 1.0):
+        with routed(self.bm.model, mem, self._bank_router(), decode_input(question)):
             return self.bm.answer(question, context)
 
     def route(self, question: str | bytes) -> str | None:
@@ -249,10 +242,14 @@ class Learner:
         mem = self.memory
         if mem is None or mem.strategy.name != "bank":
             return []
-        from reverie.base.model import decode_input
+        return self._bank_router().routes(decode_input(question))
 
+    def _bank_router(self) -> Router:
+        """The bank's key router, rebuilt when the memory has changed since it was built."""
+        mem = self.memory
+        assert mem is not None
         if self._router is None or self._router[0] != mem.state["generation"]:
             from reverie.sleep.cycle import bank_router
 
             self._router = (mem.state["generation"], bank_router(mem))
-        return self._router[1].routes(decode_input(question))
+        return self._router[1]

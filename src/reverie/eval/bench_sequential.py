@@ -21,9 +21,8 @@ from reverie.base.model import BaseModel
 from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.injectors import Injector
-from reverie.hypernet.lora import applied
 from reverie.hypernet.model import fingerprint
-from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets
+from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets, routed
 from reverie.memory.route import ROUTERS, Router, key_phrases
 from reverie.utils import progress
 from reverie.world import QA, World, WorldConfig
@@ -119,14 +118,13 @@ def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], col
     (route, take the item's factors, hook its adapter in, answer) over the plain answer.
     ``cold``: every routed answer first reads its item's file (the first question about an
     item; later ones find its factors decoded in the memory's cache)."""
-    def routed(q: QA) -> None:
+    def with_memory(q: QA) -> None:
         if cold:
             mem.unload()
-        item = router.route(q.question)
-        with applied(bm.model, mem.factors(item) if item else {}, 1.0):
+        with routed(bm.model, mem, router, q.question):
             bm.answer(q.question)
 
-    return paired_latency(lambda q: bm.answer(q.question), routed, qs)
+    return paired_latency(lambda q: bm.answer(q.question), with_memory, qs)
 
 
 def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, people_docs: list[tuple[Any, str]],
