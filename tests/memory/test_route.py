@@ -155,3 +155,16 @@ def test_a_long_text_goes_into_a_bank_as_chunk_items_answered_together(tmp_path,
         hits += learner.ask(f"Where was {p.name} born?", working=False) == p.attrs["birth_city"]
     assert hits >= len(people) // 2  # bench long measures this properly; here: it works end to end
     learner.close()
+
+
+def test_the_guard_measures_a_bank_item_only_when_a_probe_routes_to_it(tmp_path):
+    from reverie.memory import _routed_probes
+
+    learner = Learner.load(memory=tmp_path / "m", strategy="bank")  # guard on
+    world = World()
+    [item] = learner.consolidate([world.biography(world.held_out[30], random.Random(0))])
+    # A held-out person is named by none of the guard's probes: stored without measuring.
+    assert learner.memory.item(item)["guard"] == {"decision": "accepted", "routed_probes": 0}
+    g = learner._guard
+    assert _routed_probes(g, key_phrases(g.questions[0])) >= 1
+    learner.close()

@@ -40,10 +40,10 @@ def _scaled(ad: Adapter, s: float) -> Adapter:
     return Adapter(fac, ad.scale, ad.layer_prefix, dict(ad.meta))
 
 
-def _routed_probes(guard: Guard, text: str) -> int:
-    """How many of the guard's probe questions the bank's key router sends to an item of ``text``."""
+def _routed_probes(guard: Guard, key: list[str]) -> int:
+    """How many of the guard's probe questions the bank's key router sends to an item keyed ``key``."""
     r = KeyRouter()
-    r.add("new", key_phrases(text))
+    r.add("new", key)
     return sum(r.route(q) == "new" for q in guard.questions)
 
 
@@ -70,7 +70,8 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
         acc: dict = {}
         bank = mem.strategy.name == "bank"
         for i, ad in enumerate(adapters):
-            if bank and not _routed_probes(guard, excerpts[i] if excerpts else ""):
+            key = extra[i].get("key") or key_phrases(excerpts[i] if excerpts else "")  # as the ledger will key it
+            if bank and not _routed_probes(guard, key):
                 # A bank item acts only on questions routed to it: none of the probes is, so
                 # it changes none of their answers (measured as if merged, it would be judged
                 # on questions it never sees).
