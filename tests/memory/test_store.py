@@ -191,3 +191,22 @@ def test_killed_writer_never_corrupts(tmp_path):
             assert len(m.ledger()) == m.state["ledger_lines"]
             state = json.loads((tmp_path / "m" / "memory.json").read_text())
             assert state["total"] == m.state["total"]
+
+
+def test_an_item_file_is_mapped_as_safetensors_reads_it_and_corruption_is_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from reverie.memory.store import MemoryError_, _mapped
+
+    f = tmp_path / "item.safetensors"
+    tensors = {"raw.mlp.down_proj.A": torch.randn(4, 8, 32), "raw.mlp.down_proj.B": torch.randn(4, 16, 8),
+               "half": torch.randn(3, 5).half()}
+    save_file(tensors, str(f))
+    got, ref = _mapped(f), load_file(str(f))
+    assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) and got[k].dtype == ref[k].dtype for k in ref)
+    got["half"] += 1  # copy-on-write: the file keeps what was saved
+    assert torch.equal(load_file(str(f))["half"], ref["half"])
+    for bad in (b"", b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}", f.read_bytes()[:40]):
+        f.write_bytes(bad)
+        with pytest.raises(MemoryError_, match="corrupt memory item"):
+            _mapped(f)
