@@ -61,27 +61,30 @@ def applied(model: nn.Module, factors: Factors, scale: float) -> Iterator[None]:
         for t, (A, B) in factors.items():
             for layer in range(A.shape[-3]):
                 a, b = A[..., layer, :, :], B[..., layer, :, :]
-                handles.append(target_module(model, layer, t).register_forward_hook(_hook(a, b, scale)))
+                m = target_module(model, layer, t)
+                handles.append(m.register_forward_hook(_hook(a, b, scale, cast(torch.Tensor, m.weight).dtype)))
         yield
     finally:
         for h in handles:
             h.remove()
 
 
-def _hook(a: torch.Tensor, b: torch.Tensor, scale: float):
+def _hook(a: torch.Tensor, b: torch.Tensor, scale: float, dtype: torch.dtype):
+    # Factors cast to the module's dtype once, here: a no-op ``.to`` per call still costs
+    # ~1.7 us, a fifth of the hook's whole overhead on a 10 ms answer of the embedded model.
     if a.dim() == 2:  # one adapter for every row: transpose and fold the scale in once, not per call
-        at, bt = a.T.contiguous(), (scale * b.T).contiguous()  # (d_in, R), (R, d_out)
+        at, bt = a.T.to(dtype).contiguous(), (scale * b.T).to(dtype).contiguous()  # (d_in, R), (R, d_out)
 
         def shared(_mod, inp, out):
-            x = inp[0]  # (N, T, d_in)
-            return out + (x @ at.to(x.dtype)) @ bt.to(x.dtype)
+            return out + (inp[0] @ at) @ bt  # (N, T, d_in) -> (N, T, d_out)
 
         return shared
+    a, b = a.to(dtype), b.to(dtype)
 
     def hook(_mod, inp, out):
         x = inp[0]  # (N, T, d_in)
-        h = torch.einsum("ntd,nrd->ntr", x, a.to(x.dtype))  # (N, T, R)
-        return out + scale * torch.einsum("ntr,nor->nto", h, b.to(x.dtype))  # (N, T, d_out)
+        h = torch.einsum("ntd,nrd->ntr", x, a)  # (N, T, R)
+        return out + scale * torch.einsum("ntr,nor->nto", h, b)  # (N, T, d_out)
 
     return hook
 
