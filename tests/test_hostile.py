@@ -108,3 +108,18 @@ def test_second_writer(mem, tmp_path):
 def test_memory_of_another_model(mem, tiny_llama_dir):
     _one_line_error(runner.invoke(app, ["memories", "list", "--memory", str(mem), "--model", str(tiny_llama_dir)]),
                     "another base model")
+
+
+def test_corrupt_bank_item(tmp_path):
+    m, f = tmp_path / "bank", tmp_path / "bio.txt"
+    p = World().held_out[1]
+    f.write_text(World().biography(p, __import__("random").Random(0)))
+    r = runner.invoke(app, ["consolidate", str(f), "--memory", str(m), "--strategy", "bank", "--no-guard"])
+    assert r.exit_code == 0, r.output
+    [item] = [x for x in (m / "items").glob("*.safetensors") if x.stem != "bias"]
+    item.write_bytes(item.read_bytes()[:100])  # truncated on disk
+    before = (m / "memory.json").read_text()
+    _one_line_error(runner.invoke(app, ["ask", f"Where was {p.name} born?", "--memory", str(m)]), "corrupt memory item", item.stem)
+    assert (m / "memory.json").read_text() == before
+    # A question that routes to no item never reads it.
+    assert runner.invoke(app, ["ask", "Where was Nobody Atall born?", "--memory", str(m)]).exit_code == 0
