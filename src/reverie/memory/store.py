@@ -261,19 +261,21 @@ class Memory:
         f = _unflat("applied", d)
         return f if applied and f else _unflat("raw", d)
 
-    def live_entries(self) -> dict[str, dict]:
-        """Item id -> its ledger entry, for the items now in the memory."""
+    def live_entries(self, ledger: list[dict] | None = None) -> dict[str, dict]:
+        """Item id -> its ledger entry, for the items now in the memory (``ledger``: the
+        result of :meth:`ledger`, when the caller has already read it)."""
         live = set(self.state["items"])
-        return {e["id"]: e for e in self.ledger() if e.get("event") == "add" and e["id"] in live}
+        return {e["id"]: e for e in (self.ledger() if ledger is None else ledger) if e.get("event") == "add" and e["id"] in live}
 
-    def router(self, kind: str = "key", questions: dict[str, list[str]] | None = None, **kw: object) -> Router:
+    def router(self, kind: str = "key", questions: dict[str, list[str]] | None = None,
+               ledger: list[dict] | None = None, **kw: object) -> Router:
         """A router over the live items (how a ``bank`` memory chooses the item a question is
         about; see reverie.memory.route), keyed from their ledger entries; ``questions``:
         item -> what it is known to answer (the sleep cycle's active probes)."""
         if kind not in ROUTERS:
             raise MemoryError_(f"unknown router {kind!r} (known: {', '.join(ROUTERS)})")
         r = ROUTERS[kind](**kw)
-        entries = self.live_entries()
+        entries = self.live_entries(ledger)
         for i in self.state["items"]:  # in the order they were stored: the newest wins a tie
             r.add(i, entries[i].get("key", []), self.factors(i) if kind == "activation" else None, (questions or {}).get(i),
                   entries[i].get("document_sha256"))

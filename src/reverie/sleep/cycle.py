@@ -158,10 +158,10 @@ class LearnedSelector(Selector):
         return [obs[i] for i in keep], [(obs[i], w) for i, w in sorted(why.items())]
 
 
-def probe_index(mem: Memory) -> dict[str, list[tuple[str, Probe]]]:
+def probe_index(mem: Memory, ledger: list[dict] | None = None) -> dict[str, list[tuple[str, Probe]]]:
     """key -> the active probes [(item, probe)]: those of the newest live or transferred
-    item (or refusal) that asks about the key."""
-    ledger = mem.ledger()
+    item (or refusal) that asks about the key (``ledger``: ``mem.ledger()``, if already read)."""
+    ledger = mem.ledger() if ledger is None else ledger
     live = set(mem.items) | {e["id"] for e in ledger if e.get("event") == "forget" and e.get("reason") == "transferred"}
     index: dict[str, list[tuple[str, Probe]]] = {}
     for e in ledger:
@@ -181,11 +181,12 @@ def bank_router(mem: Memory) -> Router:
     """The key router over a bank memory's live items, each also known by the questions it
     is the newest answer to (its active probes), so that an update and the biography it
     updates are told apart."""
+    ledger = mem.ledger()  # read once for both
     active: dict[str, list[str]] = {}
-    for entries in probe_index(mem).values():
+    for entries in probe_index(mem, ledger).values():
         for owner, p in entries:
             active.setdefault(owner, []).append(p.question)
-    return mem.router(questions=active)
+    return mem.router(questions=active, ledger=ledger)
 
 
 def _answer(probes: list[Probe]) -> str:
