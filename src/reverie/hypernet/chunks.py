@@ -22,12 +22,17 @@ from reverie.hypernet.lora import Factors, concat
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
+def sentences(text: str) -> list[str]:
+    """``text`` split after each ``.``, ``!`` or ``?`` followed by white space."""
+    return _SENTENCE.split(text.strip())
+
+
 def split_chunks(text: str, n_tokens: Callable[[str], int], limit: int) -> list[str]:
     """Consecutive sentences packed greedily into chunks of at most ``limit`` tokens (a
     sentence longer than that is cut on words)."""
     chunks: list[str] = []
     cur: list[str] = []
-    for sent in _SENTENCE.split(text.strip()):
+    for sent in sentences(text):
         pieces = [sent]
         if n_tokens(sent) > limit:  # a runaway sentence: cut on words
             words, pieces = sent.split(), []

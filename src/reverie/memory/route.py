@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 
-from reverie.hypernet.chunks import split_chunks
+from reverie.hypernet.chunks import sentences, split_chunks
 from reverie.utils import registrar
 
 ROUTERS: dict[str, type[Router]] = {}
@@ -39,7 +39,6 @@ register = registrar(ROUTERS)
 
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
 _SENTENCE_END = re.compile(r"[.?!:;]\s*$")
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
 MAX_GRAM = 6  # a question phrase longer than this is matched on its first MAX_GRAM words
 CHUNK_TOKENS = 64
 """A text longer than the window goes into a bank as chunks of at most this many tokens, cut
@@ -92,6 +91,17 @@ def key_phrases(text: str, limit: int = 64) -> list[str]:
     return list(seen)[:limit]
 
 
+def _named(p: tuple[str, ...], full: dict[str, str]) -> str | None:
+    """The name a capitalised phrase stands for: itself when it has two or more words, else
+    the longer name in ``full`` that the one word shortens (None: not known as a name)."""
+    return " ".join(p) if len(p) > 1 else full.get(p[0])
+
+
+def _opener(ps: list[tuple[tuple[str, ...], bool]], full: dict[str, str]) -> str | None:
+    """The name a text opens with (its first phrase, when that starts a sentence), or None."""
+    return _named(ps[0][0], full) if ps and ps[0][1] else None
+
+
 def chunk_keys(chunks: list[str]) -> list[list[str]]:
     """Document keys for the consecutive chunks of one text. Running text names a person in
     full once, then says "Allison" or "She": a chunk's own phrases miss whom such sentences
@@ -106,11 +116,10 @@ def chunk_keys(chunks: list[str]) -> list[list[str]]:
     for c in chunks:
         key = dict.fromkeys(key_phrases(c))  # an ordered set
         ps = phrases(c)
-        opens_named = bool(ps) and ps[0][1] and (len(ps[0][0]) > 1 or ps[0][0][0] in full)
-        if subject is not None and not opens_named:
+        if subject is not None and _opener(ps, full) is None:
             key.setdefault(subject)
         for p, initial in ps:
-            name = " ".join(p) if len(p) > 1 else full.get(p[0])
+            name = _named(p, full)
             if name is None:
                 continue
             key.setdefault(name)
@@ -131,15 +140,12 @@ def subject_chunks(text: str, n_tokens: Callable[[str], int], limit: int = CHUNK
     runs: list[list[str]] = []
     full: dict[str, str] = {}
     subject: str | None = None
-    for sent in _SENTENCE_SPLIT.split(text.strip()):
+    for sent in sentences(text):
         ps = phrases(sent)
         for p, _ in ps:
             if len(p) > 1:
                 full.setdefault(p[0], " ".join(p))
-        opener = None
-        if ps and ps[0][1]:
-            p = ps[0][0]
-            opener = " ".join(p) if len(p) > 1 else full.get(p[0])
+        opener = _opener(ps, full)
         if not runs or (opener is not None and opener != subject):
             runs.append([])
         if opener is not None:
