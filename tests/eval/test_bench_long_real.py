@@ -34,6 +34,7 @@ def test_bank_routes_a_question_to_the_chunks_that_name_its_person():
 
     from reverie.eval import bench_long as bl
     from reverie.learner import Learner
+    from reverie.memory.route import MAX_ROUTES
     from reverie.world import World
 
     w = World()
@@ -45,5 +46,5 @@ def test_bank_routes_a_question_to_the_chunks_that_name_its_person():
     hit = router.candidates(f"Where was {people[3].name} born?")
     assert 1 <= len(hit) <= 3
     ad = bl.bank_route(ads, router, f"Where was {people[3].name} born?")
-    assert ad.rank == sum(ads[int(j)].rank for j in hit[: bl.MAX_ROUTES]) - (len(hit[: bl.MAX_ROUTES]) - 1) * int(ads[0].meta["bias_rank"])
+    assert ad.rank == sum(ads[int(j)].rank for j in hit[:MAX_ROUTES]) - (len(hit[:MAX_ROUTES]) - 1) * int(ads[0].meta["bias_rank"])
     assert bl.bank_route(ads, router, "Where was Nobody Atall born?").rank == int(ads[0].meta["bias_rank"])

@@ -34,7 +34,7 @@ from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.chunks import combine
 from reverie.hypernet.injectors import HyperInjector
 from reverie.hypernet.lora import applied
-from reverie.memory.route import MAX_ROUTES, KeyRouter, chunk_keys, subject_chunks
+from reverie.memory.route import KeyRouter, chunk_keys, subject_chunks
 from reverie.utils import progress
 from reverie.world import World, WorldConfig
 from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
@@ -51,14 +51,14 @@ def bank_adapters(inj: HyperInjector, text: str) -> tuple[list[Adapter], KeyRout
     chunks = subject_chunks(text, inj.n_tokens)
     router = KeyRouter()
     for j, key in enumerate(chunk_keys(chunks)):
-        router.add(str(j), key)
+        router.add(str(j), key, group="document")
     return inj.inject_many(chunks), router
 
 
 def bank_route(ads: list[Adapter], router: KeyRouter, question: str) -> Adapter:
     """The adapter a question is answered under: the sum of the chunks it routes to (a
     person's biography may straddle two chunks), or the bias alone when none."""
-    hit = [ads[int(j)] for j in router.candidates(question)[:MAX_ROUTES]]
+    hit = [ads[int(j)] for j in router.routes(question)]  # at most MAX_ROUTES
     if hit:
         return combine(hit, "concat", 0)
     doc, bias = ads[0].parts()
