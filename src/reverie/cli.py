@@ -107,7 +107,7 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
         adapter: Annotated[list[Path] | None, typer.Option(help="Adapter folder(s) to apply (repeatable).")] = None,
         context: Annotated[Path | None, typer.Option(help="A text file to put in context.")] = None,
         model: ModelOpt = None,
-        memory: Annotated[Path | None, typer.Option("--memory", help="Answer with this weight memory merged in (a bank memory: the item the question routes to), and what was read since its last sleep in context.")] = None,
+        memory: Annotated[Path | None, typer.Option("--memory", help="Answer with this weight memory merged in (a bank memory: under the items the question routes to), and what was read since its last sleep in context.")] = None,
         working: Annotated[bool, typer.Option(help="With --memory: put what was read since the last sleep in context.")] = True) -> None:
     """Answer a question greedily, optionally with adapters merged in and/or a document in context."""
     from reverie.base.model import BaseModel, decode_input
@@ -351,9 +351,7 @@ def export_merged(dest: Annotated[Path, typer.Argument(help="Folder for the merg
     from reverie.memory import Attached
 
     bm, mem = _open_memory(memory, model)
-    if mem.strategy.name == "bank":
-        raise ReverieError(f"memory {mem.path} is a bank: its items are chosen per question, so no one merged "
-                           "model holds them; use `reverie export peft DIR` (one adapter per item and their keys)")
+    mem.check_mergeable()
     Attached(bm.model, mem)
     bm.model.save_pretrained(str(dest))
     bm.tokenizer.save_pretrained(str(dest))

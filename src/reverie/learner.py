@@ -166,9 +166,7 @@ class Learner:
     def export_merged(self, path: str | Path) -> Path:
         """The base model with the memory merged in, as a plain transformers model folder."""
         mem, _ = self._mem()
-        if mem.strategy.name == "bank":
-            raise ReverieError(f"memory {mem.path} is a bank: its items are chosen per question, so no one merged "
-                               "model holds them; export_peft writes one adapter per item and their keys")
+        mem.check_mergeable()
         p = Path(path)
         self.bm.model.save_pretrained(str(p))
         self.bm.tokenizer.save_pretrained(str(p))

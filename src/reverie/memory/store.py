@@ -405,6 +405,12 @@ class Memory:
             fac[t] = (Vh[:, :k].contiguous(), (U[..., :k] * S[:, None, :k]).contiguous())
         return Adapter(fac, 1.0, meta={"items": len(self.items)})
 
+    def check_mergeable(self) -> None:
+        """Refuse, with one line, to stand for one merged model when this memory is a bank."""
+        if self.strategy.name == "bank":
+            raise MemoryError_(f"memory {self.path} is a bank: its items are chosen per question, so no one merged "
+                               "model holds them; export it as peft instead (`reverie export peft DIR`, "
+                               "Learner.export_peft): one adapter per item and their keys")
 
     def export_bank(self, dest: str | Path, base_model_path: str = "") -> Path:
         """A bank memory has no single adapter (its items are routed per question): each
