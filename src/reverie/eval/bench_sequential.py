@@ -151,8 +151,9 @@ def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, pe
     out["competence_context"] = ctx / max(refs["ctx_base"], 1e-9)
     out["competence"] = min(out["competence_closed"], out["competence_context"])
     out["delta_norm"] = mem.delta_norm()
-    out["answer_ratio"] = t_ans / refs["loc_s"]
-    if router is not None:
+    if router is None:
+        out["answer_ratio"] = t_ans / refs["loc_s"]  # merged in: against the base model timed before any memory
+    else:
         # The bank leaves the base weights as they are, so both ratios are measured paired.
         out["answer_ratio"] = routed_latency(bm, mem, router, refs["loc_q"][:40])
         out["answer_ratio_routed"] = routed_latency(bm, mem, router, ret_q[:40])

@@ -70,8 +70,8 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
         acc: dict = {}
         bank = mem.strategy.name == "bank"
         for i, ad in enumerate(adapters):
-            key = extra[i].get("key") or key_phrases(excerpts[i] if excerpts else "")  # as the ledger will key it
-            if bank and not _routed_probes(guard, key):
+            # keyed as the ledger will key it
+            if bank and not _routed_probes(guard, extra[i].get("key") or key_phrases(excerpts[i] if excerpts else "")):
                 # A bank item acts only on questions routed to it: none of the probes is, so
                 # it changes none of their answers (measured as if merged, it would be judged
                 # on questions it never sees).

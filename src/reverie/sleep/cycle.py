@@ -211,7 +211,8 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
                            "superseded": 0, "replay_rows": 0, "transferred": 0, "config": asdict(cfg)}
     if not obs:
         return rep | {"sleep_s": 0.0}
-    known = {e["source_sha256"] for e in mem.live_entries().values()}
+    ledger = mem.ledger()  # nothing is committed before tonight's items: read once
+    known = {e["source_sha256"] for e in mem.live_entries(ledger).values()}
     if cfg.selector not in SELECTORS:
         raise ReverieError(f"unknown selector {cfg.selector!r} (known: {', '.join(SELECTORS)})")
     selector = SELECTORS[cfg.selector]()
@@ -224,7 +225,7 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
     units = [(o, t, x) for o in chosen for t, x in (learner.bank_pieces(o.text) if bank else [(o.text, {})])]
     texts = [t for _, t, _ in units]
     probes = PROBERS[cfg.prober]().probe(bm, texts)
-    index = probe_index(mem)
+    index = probe_index(mem, ledger)
     extra: list[dict[str, Any]] = []
     notes = [{"event": "discarded", "buffer_id": o.id, "reason": why, "source_sha256": o.sha256,
                          "time": time.time()} for o, why in dropped]
