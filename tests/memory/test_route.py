@@ -90,13 +90,18 @@ def test_a_bank_memory_routes_each_question_to_its_own_adapter(tmp_path):
     learner.close()
 
 
-def test_sleep_on_a_bank_memory_stores_items_without_replay(tmp_path):
+def _slept_bank(tmp_path):
+    """A bank memory that has read one held-out biography and slept: (world, person, learner, report)."""
     world = World()
     p = world.held_out[0]
     learner = Learner.load(memory=tmp_path / "m", strategy="bank")
     learner._guard = None
     learner.read(world.biography(p, random.Random(0)))
-    rep = learner.sleep()
+    return world, p, learner, learner.sleep()
+
+
+def test_sleep_on_a_bank_memory_stores_items_without_replay(tmp_path):
+    world, p, learner, rep = _slept_bank(tmp_path)
     assert rep["consolidated"] == 1 and rep["replay_rows"] == 0 and "replay_item" not in rep
     assert learner.route(world.question(p, "employer", random.Random(0)).question) == rep["items"][0]
     learner.close()
@@ -115,12 +120,7 @@ def test_items_about_one_name_are_told_apart_by_what_they_answer():
 def test_sleep_repairs_what_the_hypernetwork_missed(tmp_path):
     """Birth dates are the fact the shipped hypernetwork never learned to write: sleep on a
     bank memory checks each item on its own probes and fits a correction for them."""
-    world = World()
-    p = world.held_out[0]
-    learner = Learner.load(memory=tmp_path / "m", strategy="bank")
-    learner._guard = None
-    learner.read(world.biography(p, random.Random(0)))
-    rep = learner.sleep()
+    world, p, learner, rep = _slept_bank(tmp_path)
     entry = learner.memory.item(rep["items"][0])
     assert entry["repair"]["failed"] >= 1 and entry["repair"]["failed_after"] < entry["repair"]["failed"]
     q = world.question(p, "birth_date", random.Random(0))
