@@ -54,6 +54,30 @@ def test_hooks_equal_merged_weights_and_merge_is_reversible(tiny_llama_dir):
         torch.testing.assert_close(p, w0[n], atol=1e-6, rtol=0)
 
 
+def test_shared_adapters_nest_and_agree_with_per_row_ones(tiny_llama_dir):
+    # One adapter for every row shadows each target's forward; a second one applied inside
+    # the block (the module already shadowed) goes through a hook; both add up, and leaving
+    # the blocks restores the modules exactly.
+    bm = BaseModel.load(tiny_llama_dir)
+    inj = HyperInjector(bm, _random_hyper(bm))
+    one, two = inj.inject(DOC), inj.inject("Grace Hopper was born in New York City.")
+    plain = _logits(bm)
+    with applied(bm.model, one.factors, one.scale):
+        with applied(bm.model, two.factors, two.scale):
+            both = _logits(bm)
+        alone = _logits(bm)
+    mods = [m for m in bm.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert not any("forward" in m.__dict__ or m._forward_hooks for m in mods)
+    torch.testing.assert_close(_logits(bm), plain, atol=0, rtol=0)
+    summed = {t: (torch.cat([one.factors[t][0], two.factors[t][0]], -2),
+                  torch.cat([one.factors[t][1], two.factors[t][1]], -1)) for t in one.factors}
+    per_row = {t: (A[None], B[None]) for t, (A, B) in summed.items()}  # N = 1: the hook path
+    with applied(bm.model, per_row, one.scale):
+        torch.testing.assert_close(_logits(bm), both, atol=1e-5, rtol=1e-5)
+    with applied(bm.model, {t: (A[None], B[None]) for t, (A, B) in one.factors.items()}, one.scale):
+        torch.testing.assert_close(_logits(bm), alone, atol=1e-5, rtol=1e-5)
+
+
 def _logits_plain(bm, w0):
     saved = {n: p.clone() for n, p in bm.model.named_parameters()}
     with torch.no_grad():

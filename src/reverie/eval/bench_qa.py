@@ -81,8 +81,15 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
         plain = ask(bm, other)
         shifted = {q.person: adapters[people[i % n_people].name] for i, q in enumerate(other)}
         changed = ask_injected(bm, other, shifted)
-        out["locality"] = round(sum(a == b for a, b in zip(plain, changed, strict=True)) / len(other), 4)
+        same = [a == b for a, b in zip(plain, changed, strict=True)]
+        out["locality"] = round(sum(same) / len(other), 4)
         out["n_locality"] = len(other)
+        # The two halves apart: answers the base model knows (closed book) and its guesses
+        # about people it never saw, which any change to the weights tends to flip.
+        known = {p.name for p in world.base[:n_people]}
+        for name, keep in (("base", True), ("unknown", False)):
+            sel = [s for s, q in zip(same, other, strict=True) if (q.person in known) == keep]
+            out[f"locality_{name}"] = round(sum(sel) / max(len(sel), 1), 4)
         bar.advance(task)
         # Timing: one document at a time, against one forward pass over the same text.
         sample = list(docs.values())[:20]

@@ -1,0 +1,18 @@
+"""`reverie bench qa` on a few people: every metric, and locality split into its two halves."""
+
+from reverie.eval import bench_qa
+from reverie.learner import Learner
+
+
+def test_a_small_run_reports_every_metric_and_splits_locality():
+    learner = Learner.load()
+    r = bench_qa.run(learner.bm, learner.injector, seed=0, n_people=4, n_cd=0, store_size=20)
+    for k in ("acc_none", "acc_full", "acc_rag", "acc_inject", "relative_qa", "generalization", "locality",
+              "locality_base", "locality_unknown", "inject_ratio", "adapter_bytes"):
+        assert k in r, k
+    assert r["relative_qa"] == round(r["acc_inject"] / max(r["acc_full"], 1e-9), 4)
+    # Four base-population and four unknown people, one question each: the halves average to the whole.
+    assert r["n_locality"] == 8
+    assert abs((r["locality_base"] + r["locality_unknown"]) / 2 - r["locality"]) < 1e-3
+    # One injection leaves the base model's closed-book knowledge alone (1.00 on 60 people, seed 0).
+    assert r["locality_base"] >= 0.75
