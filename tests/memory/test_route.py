@@ -90,14 +90,27 @@ def test_a_bank_memory_routes_each_question_to_its_own_adapter(tmp_path):
     learner.close()
 
 
-def _slept_bank(tmp_path):
+def _slept_bank(tmp_path, person: int = 0):
     """A bank memory that has read one held-out biography and slept: (world, person, learner, report)."""
     world = World()
-    p = world.held_out[0]
+    p = world.held_out[person]
     learner = Learner.load(memory=tmp_path / "m", strategy="bank")
     learner._guard = None
     learner.read(world.biography(p, random.Random(0)))
     return world, p, learner, learner.sleep()
+
+
+def _a_fact_the_hypernetwork_misses(world):
+    """(index of a held-out person, a question about them) that the shipped hypernetwork's
+    adapter of their biography answers wrong: the first such among the held-out people."""
+    learner = Learner.load()
+    for i, p in enumerate(world.held_out[:100]):
+        ad = learner.injector.inject(world.biography(p, random.Random(0)))
+        qs = [world.question(p, a, random.Random(0)) for a in p.attrs]
+        for q, a in zip(qs, ask_injected(learner.bm, qs, {p.name: ad}), strict=True):
+            if a != q.answer:
+                return i, q
+    raise AssertionError("the hypernetwork answered every fact of 100 people")
 
 
 def test_sleep_on_a_bank_memory_stores_items_without_replay(tmp_path):
@@ -118,13 +131,13 @@ def test_items_about_one_name_are_told_apart_by_what_they_answer():
 
 
 def test_sleep_repairs_what_the_hypernetwork_missed(tmp_path):
-    """Birth dates are the fact the shipped hypernetwork never learned to write: sleep on a
-    bank memory checks each item on its own probes and fits a correction for them."""
-    world, p, learner, rep = _slept_bank(tmp_path)
+    """Sleep on a bank memory checks each item on its own probes and fits a correction for
+    the facts its adapter gets wrong (the shipped hypernetwork misses about 1 in 20)."""
+    i, q = _a_fact_the_hypernetwork_misses(World())
+    world, p, learner, rep = _slept_bank(tmp_path, person=i)
     entry = learner.memory.item(rep["items"][0])
     assert entry["repair"]["failed"] >= 1 and entry["repair"]["failed_after"] < entry["repair"]["failed"]
-    q = world.question(p, "birth_date", random.Random(0))
-    assert learner.ask(q.question, working=False) == p.attrs["birth_date"]
+    assert learner.ask(q.question, working=False) == q.answer
     learner.close()
 
 

@@ -210,3 +210,28 @@ def test_an_item_file_is_mapped_as_safetensors_reads_it_and_corruption_is_named(
         f.write_bytes(bad)
         with pytest.raises(MemoryError_, match="corrupt memory item"):
             _mapped(f)
+
+
+def test_the_answering_buffer_gives_each_items_own_factors_and_forgets_them(tmp_path, monkeypatch):
+    import reverie.memory.store as store
+
+    monkeypatch.setattr(store, "SLAB_ITEMS", 2)  # three items through two slots: one is evicted
+    mem = _mem(tmp_path / "m", strategy="bank")
+    ids = mem.add([_adapter(s) for s in range(3)], ["a", "b", "c"])
+    big = mem.add([_adapter(9, r=12)], ["d"])[0]  # more than twice the first item: read, not kept
+
+    def same(x, y):
+        return x.keys() == y.keys() and all(torch.equal(x[t][0], y[t][0]) and torch.equal(x[t][1], y[t][1]) for t in x)
+
+    for i in ids + ids[::-1] + [big, ids[0]]:
+        assert same(mem.factors(i, slab=True), mem.factors(i))
+    assert 1 <= len(mem._slots) <= 2 and big not in mem._slots
+    mem.forget(ids[0])
+    assert not mem._slots
+    (tmp_path / "m" / "items" / f"{ids[1]}.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}")
+    with pytest.raises(MemoryError_, match="corrupt memory item"):
+        mem.factors(ids[1], slab=True)
+    with pytest.raises(MemoryError_, match="no memory item"):
+        mem.factors("nope", slab=True)
+    assert same(mem.factors(ids[2], slab=True), mem.factors(ids[2]))
+    mem.close()

@@ -113,11 +113,15 @@ def paired_latency(plain: Callable[[QA], object], with_memory: Callable[[QA], ob
     return fast[1] / max(fast[0], 1e-12)
 
 
-def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> float:
+def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], cold: bool = False) -> float:
     """Latency ratio of questions answered as ``Learner.ask`` answers them with a bank
-    (route, map the item's factors from its file, hook its adapter in, answer) over the
-    plain answer."""
+    (route, take the item's factors, apply its adapter, answer) over the plain answer.
+    Warm: the item's factors are in the memory's answering buffer from an earlier question
+    (``SLAB_ITEMS``); ``cold``: every answer reads its item's file first, as the first
+    question about it does."""
     def with_memory(q: QA) -> None:
+        if cold:
+            mem.unload()
         with routed(bm.model, mem, router, q.question):
             bm.answer(q.question)
 
@@ -157,6 +161,7 @@ def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, pe
         # The bank leaves the base weights as they are, so both ratios are measured paired.
         out["answer_ratio"] = routed_latency(bm, mem, router, refs["loc_q"][:40])
         out["answer_ratio_routed"] = routed_latency(bm, mem, router, ret_q[:40])
+        out["answer_ratio_routed_cold"] = routed_latency(bm, mem, router, ret_q[:40], cold=True)
     out["memory_bytes"] = mem.nbytes()
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
     out["n_retention"], out["n_plasticity"] = len(ret_q), len(plast_q)
@@ -239,7 +244,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
     last = max(CHECKPOINTS + (res["T"],)) if res["T"] in CHECKPOINTS else res["T"]
     for name, s in res["strategies"].items():
         for T, m in s["curve"].items():
-            for k in METRICS + ("answer_ratio", "answer_ratio_routed", "memory_bytes", "refused"):
+            for k in METRICS + ("answer_ratio", "answer_ratio_routed", "answer_ratio_routed_cold", "memory_bytes", "refused"):
                 if k in m:
                     out[f"{name}.{k}_{T}"] = m[k]
     scored = {n: s["curve"][last]["retention"] + s["curve"][last]["locality"] for n, s in res["strategies"].items() if last in s["curve"]}
@@ -283,7 +288,7 @@ def markdown(res: dict[str, Any]) -> str:
     """A table per metric: strategies down, T across."""
     Ts = sorted({int(t) for s in res["strategies"].values() for t in s["curve"]})
     lines = ["# Sequential injections", "", f"`{res.get('command', '')}` (seed {res.get('seed')}, model {res.get('model')})", ""]
-    for k in METRICS + ("answer_ratio", "answer_ratio_routed", "memory_bytes", "rss_mb", "refused"):
+    for k in METRICS + ("answer_ratio", "answer_ratio_routed", "answer_ratio_routed_cold", "memory_bytes", "rss_mb", "refused"):
         if not any(k in m for s in res["strategies"].values() for m in s["curve"].values()):
             continue
         lines += [f"## {k}", "", "| strategy | " + " | ".join(f"T={t}" for t in Ts) + " |", "| --- |" + " --- |" * len(Ts)]

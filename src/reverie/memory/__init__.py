@@ -24,7 +24,7 @@ def routed(model: torch.nn.Module, mem: Memory, router: Router, question: str) -
     restoring the weights: 1.03-1.05x the plain answer's time against 1.05-1.08x
     (``reverie bench sequential``, ``answer_ratio_routed``)."""
     items = router.routes(question)
-    parts = [mem.factors(i) for i in items]
+    parts = [mem.factors(i, slab=True) for i in items]  # used within the block only
     with applied(model, {} if not parts else parts[0] if len(parts) == 1 else concat(parts), 1.0):
         yield items
 

@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,14 @@ from reverie.memory.route import ROUTERS, Router, key_phrases
 from reverie.utils import atomic_write_bytes, atomic_write_text, sha256_file
 
 VERSION = 1
+SLAB_ITEMS = 64
+"""Items a memory keeps in one fixed buffer for answering (``factors(..., slab=True)``),
+least recently used out first: a question about one of them reads no file (paired, T = 1000:
+1.04-1.05x the plain answer's time, against 1.06-1.07x when its file is read first). One
+buffer allocated once, not a cache of mappings or of tensors: keeping 64 mappings open (or
+64 decoded items) raised peak RSS at T = 1000 to 1.19-1.38x that at T = 1 (mappings
+scattered through the address space and item-sized allocations fragment the heap); the
+buffer costs its ~20 MB and no more."""
 
 
 class MemoryError_(ReverieError):
@@ -73,22 +82,43 @@ def _mapped(path: Path) -> dict[str, torch.Tensor]:
     """A safetensors file's tensors as views of a private memory map of the file: read from
     the page cache when used, nothing copied onto the heap. safetensors' own ``load_file``
     copies every tensor: for an item read for one routed answer that cost ~4% of the answer
-    (``reverie bench sequential``, ``answer_ratio_routed``), and a cache of decoded items to
-    avoid it raised peak RSS at T = 1000 from 1.07x to 1.19x that at T = 1. Writes to a view
-    stay in this process (copy-on-write) and never reach the file."""
+    (``reverie bench sequential``, ``answer_ratio_routed``). Writes to a view stay in this
+    process (copy-on-write) and never reach the file."""
     try:
         size = path.stat().st_size
         raw = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size))  # type: ignore[arg-type]  # from_file is typed as the base class
-        n = int.from_bytes(raw[:8].numpy().tobytes(), "little")
-        header = json.loads(raw[8 : 8 + n].numpy().tobytes())
-        out = {}
-        for name, info in header.items():
-            if name != "__metadata__":
-                lo, hi = info["data_offsets"]
-                out[name] = raw[8 + n + lo : 8 + n + hi].view(_DTYPES[info["dtype"]]).view(info["shape"])
-        return out
+        return _parse(raw)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # JSONDecodeError is a ValueError
         raise MemoryError_(f"corrupt memory item {path}: {e}") from e
+
+
+def _read_into(path: Path, row: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """A safetensors file read into ``row`` (uint8, a slot of a memory's answering buffer),
+    its tensors as views of it; None when the file does not fit. For a file this small one
+    read is cheaper than a mapping: the mapping's page faults and unmapping slowed a routed
+    answer by 1.09-1.11x where reading took 1.06-1.07x (cold, paired, T = 1000)."""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            n = fh.readinto(memoryview(row.numpy()))  # type: ignore[arg-type]  # a uint8 ndarray is a writable buffer
+            if n == row.numel() and fh.read(1):
+                return None
+        return _parse(row[:n])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise MemoryError_(f"corrupt memory item {path}: {e}") from e
+
+
+def _parse(raw: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file held in ``raw`` (uint8), as views of it."""
+    n = int.from_bytes(raw[:8].numpy().tobytes(), "little")
+    header = json.loads(raw[8 : 8 + n].numpy().tobytes())
+    out = {}
+    for name, info in header.items():
+        if name != "__metadata__":
+            lo, hi = info["data_offsets"]
+            if 8 + n + hi > raw.numel():
+                raise ValueError(f"tensor {name} runs past the end of the file")
+            out[name] = raw[8 + n + lo : 8 + n + hi].view(_DTYPES[info["dtype"]]).view(info["shape"])
+    return out
 
 
 def _flat(prefix: str, f: Lowrank) -> dict[str, torch.Tensor]:
@@ -116,6 +146,9 @@ class Memory:
         self.path = Path(path)
         self.readonly = readonly
         self._lock_fd: int | None = None
+        self._slab: torch.Tensor | None = None  # (SLAB_ITEMS, slot bytes) uint8, allocated at first use
+        self._slots: OrderedDict[str, tuple[int, dict[str, torch.Tensor]]] = OrderedDict()  # item id -> slot, views
+        self._free: list[int] = []  # slots of the buffer holding no item
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "items").mkdir(exist_ok=True)
         if not readonly:
@@ -166,6 +199,7 @@ class Memory:
         self._lock_fd = fd
 
     def close(self) -> None:
+        self.unload()
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -250,16 +284,54 @@ class Memory:
                 return e
         raise MemoryError_(f"no memory item {item_id!r} in {self.path}")
 
-    def factors(self, item_id: str, applied: bool = True) -> Lowrank:
+    def factors(self, item_id: str, applied: bool = True, slab: bool = False) -> Lowrank:
         """An item's low-rank delta (scale folded into B): as applied, or as injected; views
         of the item's file mapped into memory (``_mapped``: an item's file never changes once
-        written), so read them and copy before changing them."""
+        written), so read them and copy before changing them.
+
+        ``slab``: views of the memory's answering buffer instead (see ``SLAB_ITEMS``), valid
+        until ``SLAB_ITEMS`` other items have been taken this way: for using at once, as
+        ``reverie.memory.routed`` does, never for keeping."""
         p = self.path / "items" / f"{item_id}.safetensors"
-        if not p.is_file():
-            raise MemoryError_(f"no memory item {item_id!r} in {self.path}")
-        d = _mapped(p)
+        hit = self._slots.get(item_id) if slab else None
+        if hit is not None:
+            self._slots.move_to_end(item_id)
+            d = hit[1]
+        elif slab:
+            d = self._to_slab(item_id, p)
+        else:
+            if not p.is_file():
+                raise MemoryError_(f"no memory item {item_id!r} in {self.path}")
+            d = _mapped(p)
         f = _unflat("applied", d)
         return f if applied and f else _unflat("raw", d)
+
+    def _to_slab(self, item_id: str, p: Path) -> dict[str, torch.Tensor]:
+        if self._slab is None:  # slots of twice the first item: repaired items carry extra ranks
+            try:
+                size = p.stat().st_size
+            except OSError:
+                raise MemoryError_(f"no memory item {item_id!r} in {self.path}") from None
+            self._slab = torch.empty(SLAB_ITEMS, -(-2 * size // 64) * 64, dtype=torch.uint8)
+            self._free = list(range(SLAB_ITEMS))
+        slot = self._free.pop() if self._free else self._slots.popitem(last=False)[1][0]
+        try:
+            d = _read_into(p, self._slab[slot])
+        except MemoryError_:
+            self._free.append(slot)
+            if not p.is_file():
+                raise MemoryError_(f"no memory item {item_id!r} in {self.path}") from None
+            raise
+        if d is None:  # larger than a slot: mapped, not kept
+            self._free.append(slot)
+            return _mapped(p)
+        self._slots[item_id] = (slot, d)
+        return d
+
+    def unload(self) -> None:
+        """Empty the answering buffer (the next ``factors(..., slab=True)`` of each item reads its file)."""
+        self._slots.clear()
+        self._free = list(range(SLAB_ITEMS)) if self._slab is not None else []
 
     def live_entries(self, ledger: list[dict] | None = None) -> dict[str, dict]:
         """Item id -> its ledger entry, for the items now in the memory (``ledger``: the
@@ -351,6 +423,7 @@ class Memory:
         for t, W in dense(f).items():
             total[t] -= W
         state = {**self.state, "items": [i for i in self.state["items"] if i != item_id]}
+        self.unload()  # its slot, if it has one, must not answer again
         ev = {"event": "forget", "id": item_id, "time": time.time(), "exact": exact} | ({"reason": reason} if reason else {})
         self._commit(state, total, [ev])
         return exact
@@ -387,6 +460,7 @@ class Memory:
         state = {**snap, "generation": self.state["generation"], "total": self.state["total"],
                  "ledger_lines": self.state["ledger_lines"]}
         self._commit(state, total, [{"event": "rollback", "name": name, "time": time.time()}])
+        self.unload()
 
     # -- using it ------------------------------------------------------------------------------------
     def nbytes(self) -> int:
