@@ -19,10 +19,11 @@ from reverie.memory.store import Attached, Memory, MemoryError_, memory_targets
 @contextmanager
 def routed(model: torch.nn.Module, mem: Memory, router: Router, question: str) -> Iterator[list[str]]:
     """Within the block, ``model`` answers ``question`` as a bank memory does: under the
-    adapters of the items the question routes to, applied by forward hooks (none: the
-    weights as they are). Yields those items' ids. Hooks rather than merging the item in and
-    restoring the weights: 1.03-1.05x the plain answer's time against 1.05-1.08x
-    (``reverie bench sequential``, ``answer_ratio_routed``)."""
+    adapters of the items the question routes to (none: the weights as they are), taken from
+    the memory's answering buffer and applied on the fly (``reverie.hypernet.lora.applied``).
+    Yields those items' ids. Applied on the fly rather than merging the item in and restoring
+    the weights: 1.03-1.05x the plain answer's time against 1.05-1.08x (``reverie bench
+    sequential``, ``answer_ratio_routed``)."""
     items = router.routes(question)
     parts = [mem.factors(i, slab=True) for i in items]  # used within the block only
     with applied(model, {} if not parts else parts[0] if len(parts) == 1 else concat(parts), 1.0):
