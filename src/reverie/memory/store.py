@@ -148,7 +148,8 @@ class Memory:
         self._lock_fd: int | None = None
         self._slab: torch.Tensor | None = None  # (SLAB_ITEMS, slot bytes) uint8, allocated at first use
         self._slots: OrderedDict[str, tuple[int, dict[str, torch.Tensor]]] = OrderedDict()  # item id -> slot, views
-        self._free: list[int] = []  # slots of the buffer holding no item
+        self._free: list[int] = []  # rows of the buffer holding no item
+        self._spare = SLAB_ITEMS  # the row the next file is read into
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "items").mkdir(exist_ok=True)
         if not readonly:
@@ -312,25 +313,27 @@ class Memory:
                 size = p.stat().st_size
             except OSError:
                 raise MemoryError_(f"no memory item {item_id!r} in {self.path}") from None
-            self._slab = torch.empty(SLAB_ITEMS, -(-2 * size // 64) * 64, dtype=torch.uint8)
-            self._free = list(range(SLAB_ITEMS))
-        slot = self._free.pop() if self._free else self._slots.popitem(last=False)[1][0]
+            # One row more than it keeps: a file is read into the spare row, and an item is
+            # evicted only once the read has succeeded and fitted.
+            self._slab = torch.empty(SLAB_ITEMS + 1, -(-2 * size // 64) * 64, dtype=torch.uint8)
+            self.unload()
         try:
-            d = _read_into(p, self._slab[slot])
+            d = _read_into(p, self._slab[self._spare])
         except MemoryError_:
-            self._free.append(slot)
             if not p.is_file():
                 raise MemoryError_(f"no memory item {item_id!r} in {self.path}") from None
             raise
         if d is None:  # larger than a slot: mapped, not kept
-            self._free.append(slot)
             return _mapped(p)
-        self._slots[item_id] = (slot, d)
+        row = self._spare
+        self._spare = self._free.pop() if self._free else self._slots.popitem(last=False)[1][0]
+        self._slots[item_id] = (row, d)
         return d
 
     def unload(self) -> None:
         """Empty the answering buffer (the next ``factors(..., slab=True)`` of each item reads its file)."""
         self._slots.clear()
+        self._spare = SLAB_ITEMS
         self._free = list(range(SLAB_ITEMS)) if self._slab is not None else []
 
     def live_entries(self, ledger: list[dict] | None = None) -> dict[str, dict]:
