@@ -76,6 +76,7 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, 
 
 
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, RuntimeError)  # what a bad item file raises (JSONDecodeError is a ValueError)
 
 
 def _mapped(path: Path) -> dict[str, torch.Tensor]:
@@ -88,7 +89,7 @@ def _mapped(path: Path) -> dict[str, torch.Tensor]:
         size = path.stat().st_size
         raw = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size))  # type: ignore[arg-type]  # from_file is typed as the base class
         return _parse(raw)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # JSONDecodeError is a ValueError
+    except _UNREADABLE as e:
         raise MemoryError_(f"corrupt memory item {path}: {e}") from e
 
 
@@ -103,7 +104,7 @@ def _read_into(path: Path, row: torch.Tensor) -> dict[str, torch.Tensor] | None:
             if n == row.numel() and fh.read(1):
                 return None
         return _parse(row[:n])
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+    except _UNREADABLE as e:
         raise MemoryError_(f"corrupt memory item {path}: {e}") from e
 
 
@@ -293,19 +294,22 @@ class Memory:
         ``slab``: views of the memory's answering buffer instead (see ``SLAB_ITEMS``), valid
         until ``SLAB_ITEMS`` other items have been taken this way: for using at once, as
         ``reverie.memory.routed`` does, never for keeping."""
-        p = self.path / "items" / f"{item_id}.safetensors"
         hit = self._slots.get(item_id) if slab else None
-        if hit is not None:
+        if hit is not None:  # the answering path: nothing but the lookup
             self._slots.move_to_end(item_id)
             d = hit[1]
         elif slab:
-            d = self._to_slab(item_id, p)
+            d = self._to_slab(item_id, self._item_file(item_id))
         else:
+            p = self._item_file(item_id)
             if not p.is_file():
                 raise MemoryError_(f"no memory item {item_id!r} in {self.path}")
             d = _mapped(p)
         f = _unflat("applied", d)
         return f if applied and f else _unflat("raw", d)
+
+    def _item_file(self, item_id: str) -> Path:
+        return self.path / "items" / f"{item_id}.safetensors"
 
     def _to_slab(self, item_id: str, p: Path) -> dict[str, torch.Tensor]:
         if self._slab is None:  # slots of twice the first item: repaired items carry extra ranks
@@ -391,7 +395,7 @@ class Memory:
             # Stored once when the strategy applied the item as it came (``factors`` falls back to raw).
             mine = applied.items[i] if applied.items is not None else None
             tensors = _flat("raw", f) | ({} if mine is None or mine is f else _flat("applied", mine))
-            _save_tensors(self.path / "items" / f"{item_id}.safetensors", tensors)
+            _save_tensors(self._item_file(item_id), tensors)
             exact = applied.items is not None
             norm = sum(float(W.norm() ** 2) for W in dense(applied.items[i] if applied.items else f).values()) ** 0.5
             layers = sorted({int(li) for A, B in f.values() for li in range(A.shape[0]) if B[li].abs().sum() > 0})
