@@ -42,3 +42,40 @@ def test_paired_latency_keeps_each_questions_fastest_time(monkeypatch):
     qs = [object(), object()]
     r = bs.paired_latency(way("plain", 1.0), way("memory", 1.25), qs, reps=3)  # type: ignore[arg-type]
     assert r == 1.25 and calls == {"plain": 6, "memory": 6}
+
+
+def test_equal_length_latency_times_the_same_number_of_tokens_both_ways(tmp_path):
+    # The routed ratio compares answers of one length: each question's answer from memory
+    # sets it, and the plain answer is made to generate exactly as many tokens.
+    from reverie.eval.qa import documents, sample_questions
+    from reverie.memory import routed
+    from reverie.world import World, WorldConfig
+
+    learner = Learner.load()
+    learner.open_memory(tmp_path / "m", strategy="bank", guard=False)
+    world = World(WorldConfig(seed=0))
+    people = world.held_out[:3]
+    docs = documents(world, people, 0)
+    learner.consolidate([docs[p.name] for p in people])
+    mem, bm = learner.memory, learner.bm
+    router = mem.router()
+    qs = sample_questions(world, people, 2, 0)
+    steps = [0]
+    h = bm.model.register_forward_hook(lambda *_: steps.__setitem__(0, steps[0] + 1))
+    try:
+        gens = bs.equal_lengths(bm, mem, router, qs)
+        for q in qs:
+            g = gens[q.question]
+            steps[0] = 0
+            bm.answer(q.question, gen=g)
+            plain = steps[0]
+            steps[0] = 0
+            with routed(bm.model, mem, router, q.question) as items:
+                bm.answer(q.question, gen=g)
+            assert items  # every question names a stored person
+            assert plain == steps[0] == g.max_new_tokens  # one forward per generated token
+    finally:
+        h.remove()
+    tokens_plain, tokens_routed = bs.answer_lengths(bm, mem, router, qs)
+    assert tokens_routed == sum(gens[q.question].max_new_tokens for q in qs) / len(qs)
+    assert tokens_plain >= 1

@@ -36,6 +36,9 @@ class Generation:
     """Answers in the world are short; a real model may need more."""
     batch_size: int = 32
     """Prompts answered together (left-padded)."""
+    min_new_tokens: int = 0
+    """Tokens generated before a stop token may end the answer (0: an answer ends at its
+    first stop token). Set equal to ``max_new_tokens`` to time answers of one fixed length."""
 
 
 class BaseModel:
@@ -150,6 +153,7 @@ class BaseModel:
             gen_ids = self.model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=gen.max_new_tokens,
                 do_sample=False, eos_token_id=self.stop_ids, pad_token_id=pad,
+                **({"min_new_tokens": gen.min_new_tokens} if gen.min_new_tokens else {}),
             )[:, width:]
             for row in gen_ids.tolist():
                 cut = next((j for j, t in enumerate(row) if t in self.stop_ids), len(row))

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reverie.base.model import BaseModel
+from reverie.base.model import BaseModel, Generation
 from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.injectors import Injector
@@ -113,19 +113,53 @@ def paired_latency(plain: Callable[[QA], object], with_memory: Callable[[QA], ob
     return fast[1] / max(fast[0], 1e-12)
 
 
-def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], cold: bool = False) -> float:
+def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], cold: bool = False,
+                   equal_length: bool = True) -> float:
     """Latency ratio of questions answered as ``Learner.ask`` answers them with a bank
     (route, take the item's factors, apply its adapter, answer) over the plain answer.
     Warm: the item's factors are in the memory's answering buffer from an earlier question
     (``SLAB_ITEMS``); ``cold``: every answer reads its item's file first, as the first
-    question about it does."""
+    question about it does.
+
+    ``equal_length``: both ways generate, per question, as many tokens as the answer from
+    memory has (its stop token included), so the ratio is what the memory costs an answer,
+    not the difference in what is said: from memory a stored person's birth date or
+    employer comes out whole, where the base model's guess is often shorter (5.6% more
+    tokens on 40 questions of a T = 1000 bank). ``answer_lengths`` gives both lengths."""
+    gens = equal_lengths(bm, mem, router, qs) if equal_length else {}
+
     def with_memory(q: QA) -> None:
         if cold:
             mem.unload()
         with routed(bm.model, mem, router, q.question):
-            bm.answer(q.question)
+            bm.answer(q.question, gen=gens.get(q.question))
 
-    return paired_latency(lambda q: bm.answer(q.question), with_memory, qs)
+    return paired_latency(lambda q: bm.answer(q.question, gen=gens.get(q.question)), with_memory, qs)
+
+
+def equal_lengths(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> dict[str, Generation]:
+    """Per question, generation settings that make any answer exactly as long (in tokens
+    generated) as the answer from memory."""
+    out = {}
+    for q in qs:
+        n = round(answer_lengths(bm, mem, router, [q])[1])
+        out[q.question] = Generation(max_new_tokens=n, min_new_tokens=n)
+    return out
+
+
+def answer_lengths(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> tuple[float, float]:
+    """Mean generated tokens per answer (the stop token included), plain and from memory."""
+    cap = Generation().max_new_tokens
+
+    def n(a: str) -> int:
+        return min(len(bm.tokenizer.encode(a, add_special_tokens=False)) + 1, cap)
+
+    plain, mine = 0, 0
+    for q in qs:
+        plain += n(bm.answer(q.question))
+        with routed(bm.model, mem, router, q.question):
+            mine += n(bm.answer(q.question))
+    return plain / max(len(qs), 1), mine / max(len(qs), 1)
 
 
 def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, people_docs: list[tuple[Any, str]],
@@ -162,6 +196,8 @@ def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, pe
         out["answer_ratio"] = routed_latency(bm, mem, router, refs["loc_q"][:40])
         out["answer_ratio_routed"] = routed_latency(bm, mem, router, ret_q[:40])
         out["answer_ratio_routed_cold"] = routed_latency(bm, mem, router, ret_q[:40], cold=True)
+        out["answer_ratio_routed_natural"] = routed_latency(bm, mem, router, ret_q[:40], equal_length=False)
+        out["answer_tokens_plain"], out["answer_tokens_routed"] = answer_lengths(bm, mem, router, ret_q[:40])
     out["memory_bytes"] = mem.nbytes()
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
     out["n_retention"], out["n_plasticity"] = len(ret_q), len(plast_q)
@@ -236,6 +272,8 @@ def run(bm: BaseModel, inj: Injector, strategies: tuple[str, ...] = STRATEGIES, 
 
 
 METRICS = ("retention", "plasticity", "generalization", "locality", "competence", "delta_norm")
+LATENCY = ("answer_ratio", "answer_ratio_routed", "answer_ratio_routed_cold", "answer_ratio_routed_natural",
+           "answer_tokens_plain", "answer_tokens_routed")
 
 
 def summary(res: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +282,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
     last = max(CHECKPOINTS + (res["T"],)) if res["T"] in CHECKPOINTS else res["T"]
     for name, s in res["strategies"].items():
         for T, m in s["curve"].items():
-            for k in METRICS + ("answer_ratio", "answer_ratio_routed", "answer_ratio_routed_cold", "memory_bytes", "refused"):
+            for k in METRICS + LATENCY + ("memory_bytes", "refused"):
                 if k in m:
                     out[f"{name}.{k}_{T}"] = m[k]
     scored = {n: s["curve"][last]["retention"] + s["curve"][last]["locality"] for n, s in res["strategies"].items() if last in s["curve"]}
@@ -288,7 +326,7 @@ def markdown(res: dict[str, Any]) -> str:
     """A table per metric: strategies down, T across."""
     Ts = sorted({int(t) for s in res["strategies"].values() for t in s["curve"]})
     lines = ["# Sequential injections", "", f"`{res.get('command', '')}` (seed {res.get('seed')}, model {res.get('model')})", ""]
-    for k in METRICS + ("answer_ratio", "answer_ratio_routed", "answer_ratio_routed_cold", "memory_bytes", "rss_mb", "refused"):
+    for k in METRICS + LATENCY + ("memory_bytes", "rss_mb", "refused"):
         if not any(k in m for s in res["strategies"].values() for m in s["curve"].values()):
             continue
         lines += [f"## {k}", "", "| strategy | " + " | ".join(f"T={t}" for t in Ts) + " |", "| --- |" + " --- |" * len(Ts)]

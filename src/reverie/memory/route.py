@@ -204,11 +204,13 @@ class KeyRouter(Router):
         self._keys: list[list[str]] = []
         self._questions: list[list[set[str]]] = []
         self._groups: dict[str, str | None] = {}
+        self._live = 0  # items not removed (checked per question: counting self.ids was O(T))
 
     def add(self, item_id: str, key: list[str], factors: dict | None = None, questions: list[str] | None = None,
             group: str | None = None) -> None:
         n = len(self.ids)
         self.ids.append(item_id)
+        self._live += 1
         self._groups[item_id] = group
         self._keys.append(list(key))
         self._questions.append([_bag(q) for q in questions or []])
@@ -220,6 +222,7 @@ class KeyRouter(Router):
     def remove(self, item_id: str) -> None:
         n = self.ids.index(item_id)
         self.ids[n] = None
+        self._live -= 1
         for w, runs in _indexed(self._keys[n]):
             self.words[w].discard(n)
             for g in runs:
@@ -227,7 +230,7 @@ class KeyRouter(Router):
 
     def candidates(self, question: str) -> list[str]:
         """Every item whose key contains all of the question's capitalised phrases, best first."""
-        if not any(i is not None for i in self.ids):
+        if not self._live:
             return []
         need: list[tuple[str, ...]] = []
         for p, initial in phrases(question):
