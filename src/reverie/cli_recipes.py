@@ -23,11 +23,14 @@ bench_app = typer.Typer(help="Benchmarks: one JSON object on stdout with --json;
 def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/base"),
                seed: Annotated[int, typer.Option(help="World, data and init seed.")] = 0,
                steps: Annotated[int, typer.Option(help="Optimizer steps (4000 is about an hour on 2 cores).")] = 4000,
+               needle_from: Annotated[int | None, typer.Option(help="Start the needle stage (magic numbers read out of haystack text) at this step; extends a finished run when --steps goes past its end.")] = None,
+               p_needle: Annotated[float, typer.Option(help="Share of needle episodes in the needle stage.")] = 0.15,
+               lr_needle: Annotated[float, typer.Option(help="Peak learning rate of the needle stage.")] = 3e-4,
                export: Annotated[bool, typer.Option(help="Ship the result as the embedded default model.")] = False) -> None:
     """Train the embedded default base model on the world (resumable)."""
     from reverie.base.train import setup
 
-    setup(out=str(out_dir), seed=seed, steps=steps, export=export)
+    setup(out=str(out_dir), seed=seed, steps=steps, export=export, needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle)
 
 
 @train_app.command("hypernet")
@@ -42,6 +45,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    init: Annotated[str | None, typer.Option(help="Start a new stage from this run folder or hypernetwork folder.")] = None,
                    shared: Annotated[float, typer.Option(help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
                    local: Annotated[float, typer.Option(help="Weight of the KL-to-base term on questions about people not injected (locality).")] = 1.0,
+                   p_needle: Annotated[float, typer.Option(help="Share of single documents that are needle haystacks (a magic number to remember); needs a base trained with --needle-from.")] = 0.0,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
                    eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400).")] = None,
@@ -70,7 +74,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
         raise ReverieError(f"--group-sizes {group_sizes!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
     setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
           export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared, local=local,
-          device=device, max_seconds=max_seconds, eval_every=eval_every)
+          device=device, max_seconds=max_seconds, eval_every=eval_every, p_needle=p_needle)
 
 
 @train_app.command("policy")

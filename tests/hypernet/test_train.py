@@ -93,3 +93,20 @@ def test_torchrun_training_command(tiny_llama_dir, tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "run/ckpt/state.json").read_text())["step"] == 2
+
+
+def test_needle_documents_replace_single_documents_only(tiny_llama_dir, world, small_recipe):
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.model import HyperNetwork
+    from reverie.hypernet.store import build_config
+
+    bm = BaseModel.load(str(tiny_llama_dir))
+    hyper = HyperNetwork(build_config(bm, 4, ("mlp.down_proj",), latent_dim=32, n_blocks=1))
+    rc = train.HyperRecipe(docs_per_step=4, group_sizes=(1,), p_needle=1.0)
+    d = train.Step(bm, hyper, world, rc).data(0)
+    assert all("special magic number" in doc for doc in d["docs"])
+    assert len(d["teacher"]) == len(d["student"]) == 4  # one question each: the number
+    loss, _ = train.Step(bm, hyper, world, rc).loss(d)
+    assert torch.isfinite(loss)
+    grouped = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=4, group_sizes=(2,), p_needle=1.0)).data(0)
+    assert not any("special magic number" in doc for doc in grouped["docs"])  # summed groups: people only

@@ -4,7 +4,9 @@ Three kinds of segment, each starting with BOS:
   * ``bio``: a base-population biography, loss on every token (stores the facts);
   * ``closed``: closed-book QA about base people, loss on answers only;
   * ``context``: a fresh skill person's biography in context, then several questions
-    about it, loss on answers only (teaches reading).
+    about it, loss on answers only (teaches reading);
+  * ``needle`` (the needle stage only): haystack text with one "special magic number"
+    sentence at a random depth in context, then the question for it, loss on the answer.
 Segments are packed greedily into fixed-length rows. Labels align with input ids
 (transformers shifts them), with -100 where no loss is taken.
 """
@@ -18,6 +20,7 @@ import torch
 from reverie.base.prompt import answer_text, closed_prompt
 from reverie.world import ATTRIBUTES, Person, World
 from reverie.world.generator import _rng
+from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
 
 IGNORE = -100
 Segment = tuple[list[int], list[int]]
@@ -65,6 +68,14 @@ class Segmenter:
         qas = [(self.world.question(p, a, r).question, p.attrs[a]) for a in asked]
         return self.qa(f"Context: {doc}\n", qas)
 
+    def needle(self, r: random.Random, max_sentences: int = 16) -> Segment:
+        """A magic-number sentence at a random depth among up to ``max_sentences`` haystack
+        sentences (about 12 tokens each: the segment fits the window), then its question."""
+        value = str(r.randint(1_000_000, 9_999_999))
+        hay = self.world.haystack(r.randint(0, max_sentences), r)
+        hay.insert(r.randint(0, len(hay)), NEEDLE.format(value=value))
+        return self.qa(f"Context: {' '.join(hay)}\n", [(NEEDLE_QUESTION, value)])
+
     def closed(self, people: list[Person], r: random.Random, k: int) -> Segment:
         qas = []
         for _ in range(k):
@@ -75,8 +86,10 @@ class Segmenter:
 
 def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
           p_context: float, p_partial: float, p_bio: float,
-          focus: tuple[str, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch for ``step``: depends only on (seed, step), so a resumed run is exact."""
+          focus: tuple[str, ...] = (), p_needle: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch for ``step``: depends only on (seed, step), so a resumed run is exact.
+    ``p_needle``: share of segments that are needle episodes (drawn first, and only when
+    positive, so a recipe without them sees the same batches as before they existed)."""
     r = _rng(seed, "batch", str(step))
     skill = seg.world.skill_people(r.getrandbits(31))
     base = seg.world.base
@@ -86,13 +99,16 @@ def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
     cur_i: list[int] = []
     cur_l: list[int] = []
     while len(out_i) < rows:
-        u = r.random()
-        if u < p_context:
-            ids, lab = seg.context(next(skill), r, r.random() < p_partial, focus)
-        elif u < p_context + p_bio:
-            ids, lab = seg.bio(r.choice(base), r)
+        if p_needle and r.random() < p_needle:
+            ids, lab = seg.needle(r)
         else:
-            ids, lab = seg.closed(base, r, k=r.randint(2, 6))
+            u = r.random()
+            if u < p_context:
+                ids, lab = seg.context(next(skill), r, r.random() < p_partial, focus)
+            elif u < p_context + p_bio:
+                ids, lab = seg.bio(r.choice(base), r)
+            else:
+                ids, lab = seg.closed(base, r, k=r.randint(2, 6))
         ids, lab = ids[:length], lab[:length]
         if len(cur_i) + len(ids) > length:
             out_i.append(cur_i + [pad] * (length - len(cur_i)))

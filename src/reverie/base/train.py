@@ -35,7 +35,7 @@ from reverie.utils import (
     warmup_cosine,
 )
 from reverie.world import World, WorldConfig
-from reverie.world.templates import HAYSTACK
+from reverie.world.templates import HAYSTACK, NEEDLE, NEEDLE_QUESTION
 
 
 @dataclass
@@ -60,6 +60,15 @@ class BaseRecipe:
     """Share of reading episodes during the focus stage."""
     lr_focus: float = 5e-4
     """Peak learning rate of the focus stage (cosine to 10% over the stage)."""
+    needle_from: int | None = None
+    """Step at which the needle stage starts (None: no needle stage): the focus stage's data
+    with needle episodes mixed in (``p_needle``), so the model learns to read a "special
+    magic number" out of haystack text, which ``reverie bench long``'s needle asks for and
+    the world's reading episodes never show it."""
+    p_needle: float = 0.15
+    """Share of segments that are needle episodes during the needle stage."""
+    lr_needle: float = 3e-4
+    """Peak learning rate of the needle stage (short warm-up, cosine to 10% over the stage)."""
     rows: int = 16
     """Rows per batch."""
     seq_len: int = 256
@@ -114,27 +123,50 @@ def tokenizer_corpus(world: World, seed: int) -> list[str]:
 
 
 def lr_at(step: int, rc: BaseRecipe) -> float:
+    if rc.needle_from is not None and step >= rc.needle_from:
+        return warmup_cosine(step - rc.needle_from, rc.lr_needle, 20, rc.steps - rc.needle_from)
     if step >= rc.focus_from:  # the focus stage: its own cosine, no warm-up
         return warmup_cosine(step - rc.focus_from, rc.lr_focus, 0, rc.steps - rc.focus_from)
     return warmup_cosine(step, rc.lr, rc.warmup, rc.cosine_steps)
 
 
-def monitor(bm: BaseModel, world: World, seed: int, n: int = 32) -> dict:
-    """Greedy accuracy on fresh skill people in context and on base people closed-book."""
+def monitor(bm: BaseModel, world: World, seed: int, n: int = 32, needle: bool = False) -> dict:
+    """Greedy accuracy on fresh skill people in context and on base people closed-book;
+    with ``needle``, also on magic numbers read in context (``needle_ctx``)."""
     people = skill_validation(world, n, seed)
     qas = sample_questions(world, people, 6, seed)
     full = score(ask(bm, qas, documents(world, people, seed)), qas)
     base_qas = sample_questions(world, world.base[:n * 2], 3, seed)
     closed = score(ask(bm, base_qas), base_qas)
-    return {"ctx": round(full.acc, 3), "ctx_attr": full.per_attribute,
-            "closed": round(closed.acc, 3), "closed_attr": closed.per_attribute}
+    out = {"ctx": round(full.acc, 3), "ctx_attr": full.per_attribute,
+           "closed": round(closed.acc, 3), "closed_attr": closed.per_attribute}
+    if needle:
+        out["needle_ctx"] = needle_in_context(bm, world, seed, n)
+    return out
+
+
+def needle_in_context(bm: BaseModel, world: World, seed: int, n: int = 32) -> float:
+    """Share of ``n`` fresh haystacks (up to 16 sentences, one magic number at a random depth)
+    whose magic number the model answers exactly with the haystack in context."""
+    r = random.Random(f"needle-monitor:{seed}")
+    hits = 0
+    for _ in range(n):
+        value = str(r.randint(1_000_000, 9_999_999))
+        hay = world.haystack(r.randint(0, 16), r)
+        hay.insert(r.randint(0, len(hay)), NEEDLE.format(value=value))
+        hits += bm.answer(NEEDLE_QUESTION, " ".join(hay)).strip() == value
+    return round(hits / n, 3)
 
 
 def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool = False,
-          rows: int = 16, lr: float = 2e-3, layers: int = 4, hidden: int = 256) -> Path:
-    """Train (or resume) the base model under ``out``; with ``export``, ship it to assets."""
+          rows: int = 16, lr: float = 2e-3, layers: int = 4, hidden: int = 256,
+          needle_from: int | None = None, p_needle: float = 0.15, lr_needle: float = 3e-4) -> Path:
+    """Train (or resume) the base model under ``out``; with ``export``, ship it to assets.
+    ``needle_from``: start the needle stage at this step (extend a finished run with it:
+    ``--steps`` past its end, ``--needle-from`` at its end)."""
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    rc = BaseRecipe(seed=seed, steps=steps, rows=rows, lr=lr, layers=layers, hidden=hidden)
+    rc = BaseRecipe(seed=seed, steps=steps, rows=rows, lr=lr, layers=layers, hidden=hidden,
+                    needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     world = World(WorldConfig(seed=seed))
@@ -171,10 +203,11 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
         while step < rc.steps:
             model.train()
             focus = step >= rc.focus_from
+            needle = rc.needle_from is not None and step >= rc.needle_from
             ids, lab = batch(seg, seed, step, rc.rows, rc.seq_len,
                              rc.p_context_focus if focus else rc.p_context, rc.p_partial,
                              rc.p_bio * (1 - rc.p_context_focus) / (1 - rc.p_context) if focus else rc.p_bio,
-                             rc.focus if focus else ())
+                             rc.focus if focus else (), rc.p_needle if needle else 0.0)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, rc)
             loss = model(input_ids=ids, labels=lab).loss
@@ -187,7 +220,7 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
             rec: dict = {"step": step, "loss": round(loss.item(), 4), "t": round(time.time() - t0, 1)}
             if step % rc.eval_every == 0 or step == rc.steps:
                 model.eval()
-                rec |= monitor(bm, world, seed)
+                rec |= monitor(bm, world, seed, needle=rc.needle_from is not None)
                 bar.console.log(rec)
             if step % 10 == 0 or "ctx" in rec:
                 log.write(json.dumps(rec) + "\n")
@@ -213,7 +246,9 @@ def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
     manifest = {
         "name": "reverie-world-base",
         "recipe": asdict(rc),
-        "command": f"reverie train base --out {root} --seed {rc.seed} --steps {rc.steps} --export",
+        "command": f"reverie train base --out {root} --seed {rc.seed} --steps {rc.steps}"
+                   + (f" --needle-from {rc.needle_from} --p-needle {rc.p_needle:g} --lr-needle {rc.lr_needle:g}"
+                      if rc.needle_from is not None else "") + " --export",
         "train_wall_s": round(wall, 1),
         "sha256": {f: sha256_file(tmp / f) for f in files},
     }

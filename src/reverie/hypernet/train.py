@@ -31,6 +31,7 @@ from reverie.hypernet.store import build_config, save_hypernet
 from reverie.utils import load_train_state, progress, read_state, save_train_state, warmup_cosine
 from reverie.world import ATTRIBUTES, Person, World, WorldConfig
 from reverie.world.generator import _rng
+from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
 
 
 @dataclass
@@ -81,10 +82,18 @@ class HyperRecipe:
     """Steps between monitoring evaluations."""
     monitor_people: int = 24
     """Fresh people injected at each monitoring evaluation."""
+    p_needle: float = 0.0
+    """Share of documents, on steps of single documents, that are haystack text with one
+    "special magic number" sentence, asked for it (``reverie bench long``'s needle; the
+    base model must read it in context: ``reverie train base --needle-from``)."""
 
 
 CALIBRATE = 50
 """Steps timed before ``max_seconds`` fixes the length of the run."""
+NEEDLE_SENTENCES = 16
+"""Most haystack sentences around a training needle, as in the base model's needle stage:
+the teacher row (the haystack in context, the question, the answer) must fit the 256-token
+window. A chunk of ``reverie bench long``'s haystacks holds about 20."""
 
 
 def lr_at(step: int, rc: HyperRecipe) -> float:
@@ -157,11 +166,21 @@ class Step:
         groups = [[next(skill) for _ in range(k)] for _ in range(max(1, self.rc.docs_per_step // k))]
         people = [p for g in groups for p in g]
         docs = [self.world.biography(p, r) for p in people]
+        # Needle documents stand in for some single documents (drawn only when p_needle > 0,
+        # so a recipe without them sees the same data as before they existed).
+        needles = {gi for gi in range(len(groups)) if k == 1 and self.rc.p_needle and r.random() < self.rc.p_needle}
         teacher, student, local = [], [], []
         for gi, g in enumerate(groups):
             for p in g:
-                doc = docs[people.index(p)]
-                qas = [(self.world.question(p, a, r).question, p.attrs[a]) for a in r.sample(list(ATTRIBUTES), len(ATTRIBUTES))]
+                if gi in needles:
+                    value = str(r.randint(1_000_000, 9_999_999))
+                    hay = self.world.haystack(r.randint(0, NEEDLE_SENTENCES), r)
+                    hay.insert(r.randint(0, len(hay)), NEEDLE.format(value=value))
+                    docs[gi] = doc = " ".join(hay)
+                    qas = [(NEEDLE_QUESTION, value)]
+                else:
+                    doc = docs[people.index(p)]
+                    qas = [(self.world.question(p, a, r).question, p.attrs[a]) for a in r.sample(list(ATTRIBUTES), len(ATTRIBUTES))]
                 # One teacher row per document with all its questions (the format the base
                 # model was trained to read); answer tokens line up with the student rows.
                 teacher.append(self.seg.qa(document_prefix(doc), qas))
@@ -216,9 +235,10 @@ class Step:
 
 
 @torch.no_grad()
-def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group: int = 8) -> dict:
+def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group: int = 8, needle: bool = False) -> dict:
     """Greedy accuracy on fresh people: each adapter alone, adapters summed in groups of
-    ``group`` (composition), and locality (other people's answers unchanged)."""
+    ``group`` (composition), and locality (other people's answers unchanged); with
+    ``needle``, exact magic numbers answered after injecting ``n`` needle haystacks."""
     from reverie.eval.qa import (
         ask,
         ask_injected,
@@ -249,7 +269,21 @@ def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group
     plain = ask(bm, other)
     moved = ask_injected(bm, other, {q.person: ads[names[i]] for i, q in enumerate(other)})
     loc = sum(a == b for a, b in zip(plain, moved, strict=True)) / len(other)
-    return {"acc_single": round(single, 3), f"acc_sum{group}": round(composed, 3), "locality": round(loc, 3)}
+    out = {"acc_single": round(single, 3), f"acc_sum{group}": round(composed, 3), "locality": round(loc, 3)}
+    if needle:
+        r = random.Random("needle-monitor")
+        values, texts = [], []
+        for _ in range(n):
+            values.append(str(r.randint(1_000_000, 9_999_999)))
+            hay = world.haystack(r.randint(0, NEEDLE_SENTENCES), r)
+            hay.insert(r.randint(0, len(hay)), NEEDLE.format(value=values[-1]))
+            texts.append(" ".join(hay))
+        hits = 0
+        for v, ad in zip(values, inj.inject_many(texts), strict=True):
+            with applied(bm.model, ad.factors, ad.scale):
+                hits += bm.answer(NEEDLE_QUESTION).strip() == v
+        out["needle"] = round(hits / n, 3)
+    return out
 
 
 def sync_params(module: torch.nn.Module) -> None:
@@ -276,7 +310,7 @@ def all_reduce_grads(module: torch.nn.Module) -> None:
 def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, steps: int = 4000,
           export: bool = False, docs_per_step: int = 8, lr: float = 1e-3, group_sizes: tuple[int, ...] = (1,),
           init: str | None = None, shared: float = 0.0, device: str = "cpu", max_seconds: float | None = None,
-          eval_every: int | None = None, local: float = 1.0) -> Path:
+          eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
@@ -297,7 +331,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     else:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared,
-                     local=local)
+                     local=local, p_needle=p_needle)
     if eval_every is not None:
         rc.eval_every = eval_every
     bm = BaseModel.load(base)
@@ -361,7 +395,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
                 log.flush()
             if log is not None and (step % rc.eval_every == 0 or step == rc.steps):
                 hyper.eval()
-                rec = {"step": step, **monitor(bm, hyper, world, rc.monitor_people)}
+                rec = {"step": step, **monitor(bm, hyper, world, rc.monitor_people, needle=rc.p_needle > 0)}
                 bar.console.log(rec)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
@@ -372,6 +406,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         dest = Path(base or DEFAULT_MODEL_DIR) / "hypernet"
         stage = "" if init is None else f" --init {init} --group-sizes {','.join(map(str, group_sizes))} --lr {lr:g}"
         stage += f" --shared {shared:g}" if shared else ""
+        stage += f" --p-needle {p_needle:g}" if p_needle else ""
         save_hypernet(hyper, dest, {"recipe": asdict(rc), "train_wall_s": round(time.time() - t0, 1), "init": init,
                                     "command": f"reverie train hypernet --out {out} --seed {seed} --steps {steps}{stage} --export"})
     if dist:
