@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Needle stage of the hypernetwork on a lent GPU: four continuations of the shipped
-# hypernetwork side by side, on a base model that has had the needle stage
-# (reverie train base --needle-from; its exported folder carried to the GPU machine as
-# BASE), each with needle haystacks among its single documents (--p-needle).
+# The needle stages on a lent GPU (issue 4), one call:
+#  1. the base model's needle stage, from the shipped weights (reverie train base --init
+#     --needle-from 0): magic numbers read out of haystack text, mixed into the focus
+#     stage's data; exported over the working copy's assets/default (the shipped
+#     hypernetwork is copied aside first);
+#  2. four continuations of the shipped hypernetwork on that base, side by side, with
+#     needle haystacks among their single documents (--p-needle), each fitted to BUDGET s.
 # Usage (on the GPU machine, from the repository root; Faker travels as a wheel in .whl/):
-#   BASE=runs/needle_model BUDGET=450 OUT=/some/dir bash scripts/gpu_needle.sh
-# Afterwards, on the CPU: copy a run's weights into BASE/hypernet with its config
-# (reverie.hypernet.store.save_hypernet) and run reverie bench long --model BASE.
+#   BASE_STEPS=6000 BUDGET=300 OUT=/some/dir bash scripts/gpu_needle.sh
+# What comes back: the new base's weights and manifest, each hypernetwork run's weights,
+# logs.tgz. On the CPU: put them together in a model folder and run
+# reverie bench long --model DIR and reverie bench qa --model DIR.
 set -u
-BUDGET=${BUDGET:-450}
+BUDGET=${BUDGET:-300}
 OUT=${OUT:-runs/gpu_needle}
 RUNS=${RUNS:-/tmp/gpu-runs}
-BASE=${BASE:-runs/needle_model}
 mkdir -p "$OUT" "$RUNS"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
@@ -19,11 +22,18 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-HN=src/reverie/assets/default/hypernet
+ASSETS=src/reverie/assets/default
+rm -rf /tmp/hn_shipped && cp -r $ASSETS/hypernet /tmp/hn_shipped
+python3 -m reverie.cli train base --out "$RUNS/base" --init $ASSETS --steps "${BASE_STEPS:-6000}" --needle-from 0 \
+  --p-needle "${P_NEEDLE:-0.3}" --lr-needle "${LR_NEEDLE:-5e-4}" --device cuda --export >"$RUNS/base.out" 2>&1
+echo "base exit $?"
+grep needle_ctx "$RUNS/base/log.jsonl" | python3 -c "import json,sys; [print({k: r[k] for k in ('step', 'ctx', 'closed', 'needle_ctx')}) for r in map(json.loads, sys.stdin)]"
+cp $ASSETS/model.safetensors "$OUT/base_model.safetensors"
+cp $ASSETS/manifest.json "$OUT/base_manifest.json"
 run() {
   name=$1; shift
-  python3 -m reverie.cli train hypernet --model "$BASE" --out "$RUNS/$name" --device cuda --max-seconds "$BUDGET" \
-    --steps 1000000 --eval-every 1000000 --init $HN --docs-per-step 32 --shared 1 "$@" >"$RUNS/$name.out" 2>&1
+  python3 -m reverie.cli train hypernet --out "$RUNS/$name" --device cuda --max-seconds "$BUDGET" \
+    --steps 1000000 --eval-every 1000000 --init /tmp/hn_shipped --docs-per-step 32 --shared 1 "$@" >"$RUNS/$name.out" 2>&1
   echo "$name exit $?"
 }
 NAMES="n3 n5 n5s n5hi"

@@ -27,3 +27,20 @@ def test_needles_change_nothing_unless_asked_for(tokenizer, world):
     ids, _ = batch(*args, p_needle=1.0)
     rows = [tokenizer.decode([t for t in row.tolist() if t != tokenizer.pad_token_id]) for row in ids]
     assert all("special magic number" in r for r in rows)
+
+
+def test_a_needle_stage_starts_from_the_shipped_model(tmp_path):
+    # A new run from the shipped weights and tokenizer, on the non-CPU code path (cpu:0).
+    import json
+
+    from reverie.base import train
+    from reverie.base.model import DEFAULT_MODEL_DIR
+
+    out = tmp_path / "run"
+    train.setup(out=str(out), steps=1, rows=2, needle_from=0, init=str(DEFAULT_MODEL_DIR), device="cpu:0")
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < 2.0  # trained weights, not a fresh initialisation (about 8.3)
+    assert log[-1]["closed"] > 0.9 and "needle_ctx" in log[-1]
+    assert (out / "tokenizer/tokenizer.json").read_text() == (DEFAULT_MODEL_DIR / "tokenizer.json").read_text()
+    state = json.loads((out / "ckpt/state.json").read_text())
+    assert state["recipe"]["needle_from"] == 0

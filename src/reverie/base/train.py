@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from reverie.base.data import Segmenter, batch
@@ -160,10 +161,15 @@ def needle_in_context(bm: BaseModel, world: World, seed: int, n: int = 32) -> fl
 
 def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool = False,
           rows: int = 16, lr: float = 2e-3, layers: int = 4, hidden: int = 256,
-          needle_from: int | None = None, p_needle: float = 0.15, lr_needle: float = 3e-4) -> Path:
+          needle_from: int | None = None, p_needle: float = 0.15, lr_needle: float = 3e-4,
+          init: str | None = None, device: str = "cpu") -> Path:
     """Train (or resume) the base model under ``out``; with ``export``, ship it to assets.
-    ``needle_from``: start the needle stage at this step (extend a finished run with it:
-    ``--steps`` past its end, ``--needle-from`` at its end)."""
+
+    ``needle_from``: start the needle stage at this step: extend a finished run with it
+    (``steps`` past its end, ``needle_from`` at its end), or start a new run from a trained
+    model's weights (``init``: a model folder such as the shipped one, or a run folder; its
+    tokenizer is kept) with ``needle_from=0``. The needle stage trains on the focus stage's
+    data plus needle episodes. ``device``: e.g. "cuda" on a lent accelerator."""
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = BaseRecipe(seed=seed, steps=steps, rows=rows, lr=lr, layers=layers, hidden=hidden,
                     needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle)
@@ -171,11 +177,15 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
     root.mkdir(parents=True, exist_ok=True)
     world = World(WorldConfig(seed=seed))
     tok_dir = root / "tokenizer"
+    src = None if init is None else _init_weights(Path(init))
     if not (tok_dir / "tokenizer.json").is_file():
-        train_tokenizer(tokenizer_corpus(world, seed), rc.vocab).save_pretrained(str(tok_dir))
+        if src is not None:  # a model's weights go with the tokenizer they were trained with
+            load_tokenizer(src[1]).save_pretrained(str(tok_dir))
+        else:
+            train_tokenizer(tokenizer_corpus(world, seed), rc.vocab).save_pretrained(str(tok_dir))
     tok = load_tokenizer(tok_dir)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(rc.model_config())
+    model: Any = LlamaForCausalLM(rc.model_config())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": rc.weight_decay},
@@ -194,6 +204,15 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
             raise ReverieError(f"checkpoint in {ck} was made by a different recipe; use another --out")
         load_train_state(ck, model, opt)
         step, elapsed = state["step"], state["elapsed"]
+    elif src is not None:
+        missing, unexpected = model.load_state_dict(load_file(str(src[0])), strict=False)
+        if unexpected or set(missing) - {"lm_head.weight"}:  # the head is tied to the embeddings
+            raise ReverieError(f"--init {init}: weights do not fit the recipe's model ({len(missing)} missing, {len(unexpected)} unexpected)")
+        model.tie_weights()
+    if device != "cpu":
+        model.to(device)
+        opt.load_state_dict(opt.state_dict())  # moves any loaded optimizer state to the parameters' device
+        torch.set_default_device(device)  # the batches and monitoring prompts are built from lists
     seg = Segmenter(tok, world)
     log = (root / "log.jsonl").open("a")
     bm = BaseModel(model, tok)
@@ -202,8 +221,8 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
         task = bar.add_task("train base", total=rc.steps, completed=step)
         while step < rc.steps:
             model.train()
-            focus = step >= rc.focus_from
             needle = rc.needle_from is not None and step >= rc.needle_from
+            focus = step >= rc.focus_from or needle
             ids, lab = batch(seg, seed, step, rc.rows, rc.seq_len,
                              rc.p_context_focus if focus else rc.p_context, rc.p_partial,
                              rc.p_bio * (1 - rc.p_context_focus) / (1 - rc.p_context) if focus else rc.p_bio,
@@ -228,13 +247,24 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
             if step % rc.ckpt_every == 0 or step == rc.steps:
                 save_train_state(ck, model, opt, {"step": step, "elapsed": time.time() - t0, "recipe": asdict(rc)})
     model.eval()
+    if device != "cpu":
+        torch.set_default_device("cpu")
+        model.to("cpu")
     if export:
-        export_model(root, model, tok, rc, time.time() - t0)
+        export_model(root, model, tok, rc, time.time() - t0, init=init)
     return root
 
 
+def _init_weights(src: Path) -> tuple[Path, Path]:
+    """(weights file, tokenizer folder) of a model folder or a base run folder."""
+    for weights, tok in ((src / "model.safetensors", src), (src / "ckpt" / "model.safetensors", src / "tokenizer")):
+        if weights.is_file() and (tok / "tokenizer.json").is_file():
+            return weights, tok
+    raise ReverieError(f"--init {src}: neither a model folder (model.safetensors, tokenizer.json) nor a base run folder")
+
+
 def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
-                 dest: Path = DEFAULT_MODEL_DIR) -> Path:
+                 dest: Path = DEFAULT_MODEL_DIR, init: str | None = None) -> Path:
     """Ship weights (float16 safetensors) + tokenizer + manifest into ``dest``."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -247,8 +277,10 @@ def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
         "name": "reverie-world-base",
         "recipe": asdict(rc),
         "command": f"reverie train base --out {root} --seed {rc.seed} --steps {rc.steps}"
+                   + (f" --init {init}" if init else "")
                    + (f" --needle-from {rc.needle_from} --p-needle {rc.p_needle:g} --lr-needle {rc.lr_needle:g}"
                       if rc.needle_from is not None else "") + " --export",
+        "init": init,
         "train_wall_s": round(wall, 1),
         "sha256": {f: sha256_file(tmp / f) for f in files},
     }
