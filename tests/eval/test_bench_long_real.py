@@ -20,7 +20,8 @@ def test_bench_long_tiny(tmp_path):
 
     learner = Learner.load()
     r = bl.run(learner.bm, learner.injector, seed=0, n_per_length=4, lengths=(2,), needle_trials=1)
-    for k in ("qa_2x", "qa_2x_concat", "qa_2x_svd", "qa_2x_bank", "qa_2x_full_truncated", "qa_2x_rag", "needle_2x"):
+    for k in ("qa_2x", "qa_2x_concat", "qa_2x_svd", "qa_2x_bank", "qa_2x_full_truncated", "qa_2x_rag", "needle_2x",
+              "needle_digits_2x"):
         assert 0.0 <= r[k] <= (10.0 if k == "qa_2x" else 1.0), k
     assert r["adapter_bytes"]["svd"]["2x"] < r["adapter_bytes"]["concat"]["2x"]
     assert len(r["needle_2x_by_depth"]) == bl.DEPTHS

@@ -15,6 +15,8 @@ key routing, within one document).
 
 Needle: a "special magic number" sentence at 10 depths in world haystack text of each
 length, injected (``concat``), then asked for with no context; and in context at 1x.
+``needle_digits_<L>x``: the share of the seven digit places answered right (partial credit,
+to follow a needle stage that has not yet reached exact answers).
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
             r = random.Random(f"{seed}:needle:{mult}")
             grid: list[float] = []
             in_ctx: list[float] = []
+            digits: list[float] = []  # partial credit: share of the seven digit places right
             for d in range(DEPTHS):
                 hits = []
                 for _ in range(needle_trials):
@@ -158,11 +161,14 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
                     with applied(bm.model, ad.factors, ad.scale):
                         ans = bm.answer(NEEDLE_QUESTION)
                     hits.append(float(ans.strip() == value))
+                    # zip stops at the shorter: an answer shorter than the number misses the rest
+                    digits.append(sum(a == b for a, b in zip(ans.strip(), value, strict=False)) / len(value))
                     if mult == 1:
                         in_ctx.append(float(bm.answer(NEEDLE_QUESTION, text).strip() == value))
                 grid.append(statistics.mean(hits))
             out[f"needle_{key}"] = round(statistics.mean(grid), 4)
             out[f"needle_{key}_by_depth"] = [round(g, 3) for g in grid]
+            out[f"needle_digits_{key}"] = round(statistics.mean(digits), 4)
             if in_ctx:
                 out["needle_in_context_1x"] = round(statistics.mean(in_ctx), 4)
             bar.advance(task)
