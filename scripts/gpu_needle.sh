@@ -7,7 +7,11 @@
 #  2. four continuations of the shipped hypernetwork on that base, side by side, with
 #     needle haystacks among their single documents (--p-needle), each fitted to BUDGET s.
 # Usage (on the GPU machine, from the repository root; Faker travels as a wheel in .whl/):
-#   BASE_STEPS=6000 BUDGET=300 OUT=/some/dir bash scripts/gpu_needle.sh
+#   BUDGET=300 OUT=/some/dir bash scripts/gpu_needle.sh
+# or, skipping stage 1 with a needle base already trained on the CPU (a model folder,
+# carried; see README, "Long documents"):
+#   NEEDLE_BASE=runs/needle_model BUDGET=450 OUT=/some/dir bash scripts/gpu_needle.sh
+# The base stage's defaults are those that reached needle_ctx 1.00 on the CPU (2500 steps).
 # What comes back: the new base's weights and manifest, each hypernetwork run's weights,
 # logs.tgz. On the CPU: put them together in a model folder and run
 # reverie bench long --model DIR and reverie bench qa --model DIR.
@@ -24,15 +28,18 @@ export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 ASSETS=src/reverie/assets/default
 rm -rf /tmp/hn_shipped && cp -r $ASSETS/hypernet /tmp/hn_shipped
-python3 -m reverie.cli train base --out "$RUNS/base" --init $ASSETS --steps "${BASE_STEPS:-6000}" --needle-from 0 \
-  --p-needle "${P_NEEDLE:-0.3}" --lr-needle "${LR_NEEDLE:-5e-4}" --device cuda --export >"$RUNS/base.out" 2>&1
-echo "base exit $?"
-grep needle_ctx "$RUNS/base/log.jsonl" | python3 -c "import json,sys; [print({k: r[k] for k in ('step', 'ctx', 'closed', 'needle_ctx')}) for r in map(json.loads, sys.stdin)]"
-cp $ASSETS/model.safetensors "$OUT/base_model.safetensors"
-cp $ASSETS/manifest.json "$OUT/base_manifest.json"
+MODEL=${NEEDLE_BASE:-$ASSETS}
+if [ -z "${NEEDLE_BASE:-}" ]; then
+  python3 -m reverie.cli train base --out "$RUNS/base" --init $ASSETS --steps "${BASE_STEPS:-2500}" --needle-from 0 \
+    --p-needle "${P_NEEDLE:-0.3}" --lr-needle "${LR_NEEDLE:-5e-4}" --device cuda --export >"$RUNS/base.out" 2>&1
+  echo "base exit $?"
+  grep needle_ctx "$RUNS/base/log.jsonl" | python3 -c "import json,sys; [print({k: r[k] for k in ('step', 'ctx', 'closed', 'needle_ctx')}) for r in map(json.loads, sys.stdin)]"
+  cp $ASSETS/model.safetensors "$OUT/base_model.safetensors"
+  cp $ASSETS/manifest.json "$OUT/base_manifest.json"
+fi
 run() {
   name=$1; shift
-  python3 -m reverie.cli train hypernet --out "$RUNS/$name" --device cuda --max-seconds "$BUDGET" \
+  python3 -m reverie.cli train hypernet --model "$MODEL" --out "$RUNS/$name" --device cuda --max-seconds "$BUDGET" \
     --steps 1000000 --eval-every 1000000 --init /tmp/hn_shipped --docs-per-step 32 --shared 1 "$@" >"$RUNS/$name.out" 2>&1
   echo "$name exit $?"
 }

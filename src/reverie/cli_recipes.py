@@ -28,12 +28,13 @@ def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: 
                lr_needle: Annotated[float, typer.Option(help="Peak learning rate of the needle stage.")] = 3e-4,
                init: Annotated[str | None, typer.Option(help="Start a new run from this model folder (e.g. the shipped one) or base run folder, keeping its tokenizer; with --needle-from 0, a needle stage on its own.")] = None,
                device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
-               export: Annotated[bool, typer.Option(help="Ship the result as the embedded default model.")] = False) -> None:
+               export: Annotated[bool, typer.Option(help="Ship the result as the embedded default model.")] = False,
+               export_to: Annotated[Path | None, typer.Option(help="Write the result as a model folder here instead (a candidate for --model).")] = None) -> None:
     """Train the embedded default base model on the world (resumable)."""
     from reverie.base.train import setup
 
     setup(out=str(out_dir), seed=seed, steps=steps, export=export, needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle,
-          init=init, device=device)
+          init=init, device=device, export_to=None if export_to is None else str(export_to))
 
 
 @train_app.command("hypernet")

@@ -44,3 +44,12 @@ def test_a_needle_stage_starts_from_the_shipped_model(tmp_path):
     assert (out / "tokenizer/tokenizer.json").read_text() == (DEFAULT_MODEL_DIR / "tokenizer.json").read_text()
     state = json.loads((out / "ckpt/state.json").read_text())
     assert state["recipe"]["needle_from"] == 0
+    # Exported as a candidate model folder; a second export keeps the folders beside it.
+    dest = tmp_path / "model"
+    train.setup(out=str(out), steps=1, rows=2, needle_from=0, init=str(DEFAULT_MODEL_DIR), export_to=str(dest))
+    (dest / "hypernet").mkdir()
+    (dest / "hypernet" / "kept").write_text("x")
+    train.setup(out=str(out), steps=1, rows=2, needle_from=0, init=str(DEFAULT_MODEL_DIR), export_to=str(dest))
+    assert (dest / "hypernet" / "kept").read_text() == "x" and (dest / "model.safetensors").is_file()
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert f"--needle-from 0 --p-needle 0.15 --lr-needle 0.0003 --export-to {dest}" in manifest["command"]

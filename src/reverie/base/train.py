@@ -162,14 +162,16 @@ def needle_in_context(bm: BaseModel, world: World, seed: int, n: int = 32) -> fl
 def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool = False,
           rows: int = 16, lr: float = 2e-3, layers: int = 4, hidden: int = 256,
           needle_from: int | None = None, p_needle: float = 0.15, lr_needle: float = 3e-4,
-          init: str | None = None, device: str = "cpu") -> Path:
+          init: str | None = None, device: str = "cpu", export_to: str | None = None) -> Path:
     """Train (or resume) the base model under ``out``; with ``export``, ship it to assets.
 
     ``needle_from``: start the needle stage at this step: extend a finished run with it
     (``steps`` past its end, ``needle_from`` at its end), or start a new run from a trained
     model's weights (``init``: a model folder such as the shipped one, or a run folder; its
     tokenizer is kept) with ``needle_from=0``. The needle stage trains on the focus stage's
-    data plus needle episodes. ``device``: e.g. "cuda" on a lent accelerator."""
+    data plus needle episodes. ``device``: e.g. "cuda" on a lent accelerator. ``export_to``:
+    write the model folder there instead of shipping it (a candidate to benchmark with
+    ``--model``; rerun the finished run's command with it to export it)."""
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = BaseRecipe(seed=seed, steps=steps, rows=rows, lr=lr, layers=layers, hidden=hidden,
                     needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle)
@@ -250,8 +252,9 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
     if device != "cpu":
         torch.set_default_device("cpu")
         model.to("cpu")
-    if export:
-        export_model(root, model, tok, rc, time.time() - t0, init=init)
+    if export or export_to:
+        dest = DEFAULT_MODEL_DIR if export else Path(str(export_to))
+        export_model(root, model, tok, rc, time.time() - t0, dest, init, "--export" if export else f"--export-to {dest}")
     return root
 
 
@@ -264,7 +267,7 @@ def _init_weights(src: Path) -> tuple[Path, Path]:
 
 
 def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
-                 dest: Path = DEFAULT_MODEL_DIR, init: str | None = None) -> Path:
+                 dest: Path = DEFAULT_MODEL_DIR, init: str | None = None, flag: str = "--export") -> Path:
     """Ship weights (float16 safetensors) + tokenizer + manifest into ``dest``."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -279,13 +282,19 @@ def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
         "command": f"reverie train base --out {root} --seed {rc.seed} --steps {rc.steps}"
                    + (f" --init {init}" if init else "")
                    + (f" --needle-from {rc.needle_from} --p-needle {rc.p_needle:g} --lr-needle {rc.lr_needle:g}"
-                      if rc.needle_from is not None else "") + " --export",
+                      if rc.needle_from is not None else "") + f" {flag}",
         "init": init,
         "train_wall_s": round(wall, 1),
         "sha256": {f: sha256_file(tmp / f) for f in files},
     }
     atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=2))
     if dest.exists():
+        # Folders beside the model (its hypernet/, policy/) move over rather than vanish: a
+        # hypernetwork made for the old weights then refuses to load with a message naming
+        # the mismatch, where deleting it would lose it silently.
+        for sub in dest.iterdir():
+            if sub.is_dir():
+                sub.rename(tmp / sub.name)
         shutil.rmtree(dest)
     tmp.rename(dest)
     return dest
