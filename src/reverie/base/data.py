@@ -20,7 +20,7 @@ import torch
 from reverie.base.prompt import answer_text, closed_prompt
 from reverie.world import ATTRIBUTES, Person, World
 from reverie.world.generator import _rng
-from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
+from reverie.world.templates import NEEDLE_QUESTION
 
 IGNORE = -100
 Segment = tuple[list[int], list[int]]
@@ -68,13 +68,10 @@ class Segmenter:
         qas = [(self.world.question(p, a, r).question, p.attrs[a]) for a in asked]
         return self.qa(f"Context: {doc}\n", qas)
 
-    def needle(self, r: random.Random, max_sentences: int = 16) -> Segment:
-        """A magic-number sentence at a random depth among up to ``max_sentences`` haystack
-        sentences (about 12 tokens each: the segment fits the window), then its question."""
-        value = str(r.randint(1_000_000, 9_999_999))
-        hay = self.world.haystack(r.randint(0, max_sentences), r)
-        hay.insert(r.randint(0, len(hay)), NEEDLE.format(value=value))
-        return self.qa(f"Context: {' '.join(hay)}\n", [(NEEDLE_QUESTION, value)])
+    def needle(self, r: random.Random) -> Segment:
+        """A needle haystack (``World.needle_haystack``) in context, then its question."""
+        text, value = self.world.needle_haystack(r)
+        return self.qa(f"Context: {text}\n", [(NEEDLE_QUESTION, value)])
 
     def closed(self, people: list[Person], r: random.Random, k: int) -> Segment:
         qas = []

@@ -36,7 +36,7 @@ from reverie.utils import (
     warmup_cosine,
 )
 from reverie.world import World, WorldConfig
-from reverie.world.templates import HAYSTACK, NEEDLE, NEEDLE_QUESTION
+from reverie.world.templates import HAYSTACK, NEEDLE_QUESTION
 
 
 @dataclass
@@ -147,15 +147,13 @@ def monitor(bm: BaseModel, world: World, seed: int, n: int = 32, needle: bool = 
 
 
 def needle_in_context(bm: BaseModel, world: World, seed: int, n: int = 32) -> float:
-    """Share of ``n`` fresh haystacks (up to 16 sentences, one magic number at a random depth)
-    whose magic number the model answers exactly with the haystack in context."""
+    """Share of ``n`` fresh needle haystacks (``World.needle_haystack``) whose magic number
+    the model answers exactly with the haystack in context."""
     r = random.Random(f"needle-monitor:{seed}")
     hits = 0
     for _ in range(n):
-        value = str(r.randint(1_000_000, 9_999_999))
-        hay = world.haystack(r.randint(0, 16), r)
-        hay.insert(r.randint(0, len(hay)), NEEDLE.format(value=value))
-        hits += bm.answer(NEEDLE_QUESTION, " ".join(hay)).strip() == value
+        text, value = world.needle_haystack(r)
+        hits += bm.answer(NEEDLE_QUESTION, text).strip() == value
     return round(hits / n, 3)
 
 

@@ -31,7 +31,7 @@ from reverie.hypernet.store import build_config, save_hypernet
 from reverie.utils import load_train_state, progress, read_state, save_train_state, warmup_cosine
 from reverie.world import ATTRIBUTES, Person, World, WorldConfig
 from reverie.world.generator import _rng
-from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
+from reverie.world.templates import NEEDLE_QUESTION
 
 
 @dataclass
@@ -90,10 +90,6 @@ class HyperRecipe:
 
 CALIBRATE = 50
 """Steps timed before ``max_seconds`` fixes the length of the run."""
-NEEDLE_SENTENCES = 16
-"""Most haystack sentences around a training needle, as in the base model's needle stage:
-the teacher row (the haystack in context, the question, the answer) must fit the 256-token
-window. A chunk of ``reverie bench long``'s haystacks holds about 20."""
 
 
 def lr_at(step: int, rc: HyperRecipe) -> float:
@@ -173,10 +169,8 @@ class Step:
         for gi, g in enumerate(groups):
             for p in g:
                 if gi in needles:
-                    value = str(r.randint(1_000_000, 9_999_999))
-                    hay = self.world.haystack(r.randint(0, NEEDLE_SENTENCES), r)
-                    hay.insert(r.randint(0, len(hay)), NEEDLE.format(value=value))
-                    docs[gi] = doc = " ".join(hay)
+                    doc, value = self.world.needle_haystack(r)
+                    docs[gi] = doc
                     qas = [(NEEDLE_QUESTION, value)]
                 else:
                     doc = docs[people.index(p)]
@@ -272,14 +266,9 @@ def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group
     out = {"acc_single": round(single, 3), f"acc_sum{group}": round(composed, 3), "locality": round(loc, 3)}
     if needle:
         r = random.Random("needle-monitor")
-        values, texts = [], []
-        for _ in range(n):
-            values.append(str(r.randint(1_000_000, 9_999_999)))
-            hay = world.haystack(r.randint(0, NEEDLE_SENTENCES), r)
-            hay.insert(r.randint(0, len(hay)), NEEDLE.format(value=values[-1]))
-            texts.append(" ".join(hay))
+        texts, values = zip(*(world.needle_haystack(r) for _ in range(n)), strict=True)
         hits = 0
-        for v, ad in zip(values, inj.inject_many(texts), strict=True):
+        for v, ad in zip(values, inj.inject_many(list(texts)), strict=True):
             with applied(bm.model, ad.factors, ad.scale):
                 hits += bm.answer(NEEDLE_QUESTION).strip() == v
         out["needle"] = round(hits / n, 3)

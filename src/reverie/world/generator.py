@@ -220,6 +220,14 @@ class World:
         """Filler sentences that state no fact about any person."""
         return [r.choice(T.HAYSTACK) for _ in range(n_sentences)]
 
+    def needle_haystack(self, r: random.Random, max_sentences: int = T.NEEDLE_SENTENCES) -> tuple[str, str]:
+        """(text, magic number): up to ``max_sentences`` haystack sentences with one
+        "special magic number" sentence at a random depth, for training the needle stages."""
+        value = str(r.randint(1_000_000, 9_999_999))
+        hay = self.haystack(r.randint(0, max_sentences), r)
+        hay.insert(r.randint(0, len(hay)), T.NEEDLE.format(value=value))
+        return " ".join(hay), value
+
 
 class SkillStream:
     """Fresh people (never base or held-out) for teaching reading in context."""

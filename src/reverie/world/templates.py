@@ -206,3 +206,7 @@ HAYSTACK: tuple[str, ...] = (
 
 NEEDLE = "The special magic number is {value}."
 NEEDLE_QUESTION = "What is the special magic number?"
+NEEDLE_SENTENCES = 16
+"""Most haystack sentences around a training needle (``World.needle_haystack``): with its
+question and answer the text must fit the embedded model's 256-token window (about 12
+tokens a sentence). A window-sized chunk of ``reverie bench long``'s haystacks holds about 20."""
