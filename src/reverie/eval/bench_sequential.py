@@ -114,7 +114,7 @@ def paired_latency(plain: Callable[[QA], object], with_memory: Callable[[QA], ob
 
 
 def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], cold: bool = False,
-                   equal_length: bool = True) -> float:
+                   equal_length: bool = True, gens: dict[str, Generation] | None = None) -> float:
     """Latency ratio of questions answered as ``Learner.ask`` answers them with a bank
     (route, take the item's factors, apply its adapter, answer) over the plain answer.
     Warm: the item's factors are in the memory's answering buffer from an earlier question
@@ -125,16 +125,31 @@ def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], col
     memory has (its stop token included), so the ratio is what the memory costs an answer,
     not the difference in what is said: from memory a stored person's birth date or
     employer comes out whole, where the base model's guess is often shorter (5.6% more
-    tokens on 40 questions of a T = 1000 bank). ``answer_lengths`` gives both lengths."""
-    gens = equal_lengths(bm, mem, router, qs) if equal_length else {}
+    tokens on 40 questions of a T = 1000 bank). ``answer_lengths`` gives both lengths;
+    ``gens``: :func:`equal_lengths` of ``qs`` when the caller already has them."""
+    if not equal_length:
+        gens = {}
+    elif gens is None:
+        gens = equal_lengths(bm, mem, router, qs)
+    fixed = gens  # (narrowed for the closures)
 
     def with_memory(q: QA) -> None:
         if cold:
             mem.unload()
         with routed(bm.model, mem, router, q.question):
-            bm.answer(q.question, gen=gens.get(q.question))
+            bm.answer(q.question, gen=fixed.get(q.question))
 
-    return paired_latency(lambda q: bm.answer(q.question, gen=gens.get(q.question)), with_memory, qs)
+    return paired_latency(lambda q: bm.answer(q.question, gen=fixed.get(q.question)), with_memory, qs)
+
+
+def _n_tokens(bm: BaseModel, answer: str) -> int:
+    """Tokens generated for ``answer``, its stop token included (at most the generation cap)."""
+    return min(len(bm.tokenizer.encode(answer, add_special_tokens=False)) + 1, Generation().max_new_tokens)
+
+
+def _routed_tokens(bm: BaseModel, mem: Memory, router: Router, q: QA) -> int:
+    with routed(bm.model, mem, router, q.question):
+        return _n_tokens(bm, bm.answer(q.question))
 
 
 def equal_lengths(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> dict[str, Generation]:
@@ -142,23 +157,15 @@ def equal_lengths(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> d
     generated) as the answer from memory."""
     out = {}
     for q in qs:
-        n = round(answer_lengths(bm, mem, router, [q])[1])
+        n = _routed_tokens(bm, mem, router, q)
         out[q.question] = Generation(max_new_tokens=n, min_new_tokens=n)
     return out
 
 
 def answer_lengths(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> tuple[float, float]:
     """Mean generated tokens per answer (the stop token included), plain and from memory."""
-    cap = Generation().max_new_tokens
-
-    def n(a: str) -> int:
-        return min(len(bm.tokenizer.encode(a, add_special_tokens=False)) + 1, cap)
-
-    plain, mine = 0, 0
-    for q in qs:
-        plain += n(bm.answer(q.question))
-        with routed(bm.model, mem, router, q.question):
-            mine += n(bm.answer(q.question))
+    plain = sum(_n_tokens(bm, bm.answer(q.question)) for q in qs)
+    mine = sum(_routed_tokens(bm, mem, router, q) for q in qs)
     return plain / max(len(qs), 1), mine / max(len(qs), 1)
 
 
@@ -194,8 +201,9 @@ def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, pe
     else:
         # The bank leaves the base weights as they are, so both ratios are measured paired.
         out["answer_ratio"] = routed_latency(bm, mem, router, refs["loc_q"][:40])
-        out["answer_ratio_routed"] = routed_latency(bm, mem, router, ret_q[:40])
-        out["answer_ratio_routed_cold"] = routed_latency(bm, mem, router, ret_q[:40], cold=True)
+        gens = equal_lengths(bm, mem, router, ret_q[:40])  # one answer from memory each, for both timings
+        out["answer_ratio_routed"] = routed_latency(bm, mem, router, ret_q[:40], gens=gens)
+        out["answer_ratio_routed_cold"] = routed_latency(bm, mem, router, ret_q[:40], cold=True, gens=gens)
         out["answer_ratio_routed_natural"] = routed_latency(bm, mem, router, ret_q[:40], equal_length=False)
         out["answer_tokens_plain"], out["answer_tokens_routed"] = answer_lengths(bm, mem, router, ret_q[:40])
     out["memory_bytes"] = mem.nbytes()
