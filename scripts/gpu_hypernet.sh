@@ -11,13 +11,8 @@ set -u
 BUDGET=${BUDGET:-450}
 OUT=${OUT:-runs/gpu}
 RUNS=${RUNS:-/tmp/gpu-runs}
-mkdir -p "$OUT" "$RUNS"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+source scripts/gpu_common.sh
+gpu_setup
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 HN=src/reverie/assets/default/hypernet
 run() {
@@ -47,11 +42,4 @@ else
   run s2d --init "$MIX" --docs-per-step 32 --group-sizes 1,1,2,4,8 --shared 1 --lr 2e-4 --seed 17 &
 fi
 wait
-for r in $NAMES; do
-  # One file per run (the trip back carries a few files only): weights; logs go in logs.tgz.
-  cp "$RUNS/$r/ckpt/model.safetensors" "$OUT/$r.safetensors" 2>/dev/null
-  tail -n 2 "$RUNS/$r.out"
-  grep acc_single "$RUNS/$r/log.jsonl" | tail -n 1
-done
-tar czf "$OUT/logs.tgz" -C "$RUNS" --exclude='*.pt' --exclude='*.safetensors' .
-ls -la "$OUT"
+gpu_collect $NAMES

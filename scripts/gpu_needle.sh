@@ -19,13 +19,8 @@ set -u
 BUDGET=${BUDGET:-300}
 OUT=${OUT:-runs/gpu_needle}
 RUNS=${RUNS:-/tmp/gpu-runs}
-mkdir -p "$OUT" "$RUNS"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+source scripts/gpu_common.sh
+gpu_setup
 ASSETS=src/reverie/assets/default
 rm -rf /tmp/hn_shipped && cp -r $ASSETS/hypernet /tmp/hn_shipped
 MODEL=${NEEDLE_BASE:-$ASSETS}
@@ -49,10 +44,4 @@ run n5 --group-sizes 1,1,2,4,8 --p-needle 0.5 --lr 2e-4 --seed 22 &
 run n5s --group-sizes 1 --p-needle 0.5 --lr 2e-4 --seed 23 &
 run n5hi --group-sizes 1,1,2,4,8 --p-needle 0.5 --lr 4e-4 --seed 24 &
 wait
-for r in $NAMES; do
-  cp "$RUNS/$r/ckpt/model.safetensors" "$OUT/$r.safetensors" 2>/dev/null
-  tail -n 2 "$RUNS/$r.out"
-  grep acc_single "$RUNS/$r/log.jsonl" | tail -n 1
-done
-tar czf "$OUT/logs.tgz" -C "$RUNS" --exclude='*.pt' --exclude='*.safetensors' .
-ls -la "$OUT"
+gpu_collect $NAMES
