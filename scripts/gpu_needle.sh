@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
 # The needle stages on a lent GPU (issue 4), one call:
-#  1. the base model's needle stage, from the shipped weights (reverie train base --init
-#     --needle-from 0): magic numbers read out of haystack text, mixed into the focus
-#     stage's data; exported over the working copy's assets/default (the shipped
-#     hypernetwork is copied aside first);
+#  1. (only with BASE_STAGE=1) a base-model needle stage from the shipped weights (reverie
+#     train base --init --needle-from 0), exported over the working copy's assets/default
+#     (the shipped hypernetwork is copied aside first). The shipped base model already went
+#     through one (it reads the needle in context), so by default this is skipped;
 #  2. four continuations of the shipped hypernetwork on that base, side by side, with
 #     needle haystacks among their single documents (--p-needle), each fitted to BUDGET s.
 # Usage (on the GPU machine, from the repository root; Faker travels as a wheel in .whl/):
-#   BUDGET=300 OUT=/some/dir bash scripts/gpu_needle.sh
-# or, skipping stage 1 with a needle base already trained on the CPU (a model folder,
-# carried; see README, "Long documents"):
-#   NEEDLE_BASE=runs/needle_model BUDGET=450 OUT=/some/dir bash scripts/gpu_needle.sh
-# The base stage's defaults are those that reached needle_ctx 1.00 on the CPU (2500 steps).
-# What comes back: the new base's weights and manifest, each hypernetwork run's weights,
-# logs.tgz. On the CPU: put them together in a model folder and run
+#   BUDGET=450 OUT=/some/dir bash scripts/gpu_needle.sh
+# or on another base model folder (carried): NEEDLE_BASE=runs/some_model BUDGET=450 ...
+# What comes back: each hypernetwork run's weights, logs.tgz (and the new base's weights and
+# manifest with BASE_STAGE=1). On the CPU: put them together in a model folder and run
 # reverie bench long --model DIR and reverie bench qa --model DIR.
 set -u
 BUDGET=${BUDGET:-300}
@@ -24,7 +21,7 @@ gpu_setup
 ASSETS=src/reverie/assets/default
 rm -rf /tmp/hn_shipped && cp -r $ASSETS/hypernet /tmp/hn_shipped
 MODEL=${NEEDLE_BASE:-$ASSETS}
-if [ -z "${NEEDLE_BASE:-}" ]; then
+if [ -n "${BASE_STAGE:-}" ] && [ -z "${NEEDLE_BASE:-}" ]; then
   python3 -m reverie.cli train base --out "$RUNS/base" --init $ASSETS --steps "${BASE_STEPS:-2500}" --needle-from 0 \
     --p-needle "${P_NEEDLE:-0.3}" --lr-needle "${LR_NEEDLE:-5e-4}" --device cuda --export >"$RUNS/base.out" 2>&1
   echo "base exit $?"

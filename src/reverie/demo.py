@@ -13,6 +13,7 @@ from reverie.base.model import BaseModel
 from reverie.eval.metrics import exact_match
 from reverie.eval.qa import documents, sample_questions
 from reverie.world import World
+from reverie.world.templates import UNKNOWN_ANSWER
 
 
 def run(model: Path | None, n: int, seed: int, console: Console) -> None:
@@ -66,6 +67,8 @@ def run(model: Path | None, n: int, seed: int, console: Console) -> None:
 
 def mark(pred: str, gold: str) -> str:
     ok = exact_match(pred, gold)
+    if not ok and pred.strip() == UNKNOWN_ANSWER:  # an abstention is not a wrong guess
+        return f"[yellow]{pred} ?[/yellow]"
     return f"[green]{pred} ✓[/green]" if ok else f"[red]{pred or '(nothing)'} ✗[/red]"
 
 

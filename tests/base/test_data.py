@@ -5,7 +5,7 @@ import random
 import torch
 
 from reverie.base.data import IGNORE, Segmenter, batch
-from reverie.world.templates import NEEDLE_QUESTION
+from reverie.world.templates import NEEDLE_QUESTION, UNKNOWN_ANSWER
 
 
 def test_a_needle_segment_asks_for_the_number_it_holds(tokenizer, world):
@@ -29,6 +29,40 @@ def test_needles_change_nothing_unless_asked_for(tokenizer, world):
     assert all("special magic number" in r for r in rows)
 
 
+def test_an_unknown_segment_abstains_only_about_strangers(tokenizer, world):
+    seg = Segmenter(tokenizer, world)
+    base = {p.name: p for p in world.base}
+    fresh = world.skill_people(3)
+    n_unknown = n_known = 0
+    for i in range(20):
+        ids, lab = seg.unknown(world.base, fresh, random.Random(i), k=4)
+        text = tokenizer.decode(ids)
+        answers = [tokenizer.decode([t for t, y in zip(ids, lab, strict=True) if y != IGNORE])]
+        blocks = [b for b in text.split("Question: ")[1:]]
+        assert len(blocks) == 4 and any(UNKNOWN_ANSWER in b for b in blocks), answers
+        for b in blocks:
+            q, a = b.split("\nAnswer: ")
+            a = a.strip()
+            known = [p for name, p in base.items() if name in q]
+            if a == UNKNOWN_ANSWER:
+                n_unknown += 1
+                assert not known  # strangers only: a base person always gets their fact
+            else:
+                n_known += 1
+                assert known and a in known[0].attrs.values()
+    assert n_unknown > 20 and n_known > 10
+
+
+def test_unknown_segments_change_nothing_unless_asked_for(tokenizer, world):
+    seg = Segmenter(tokenizer, world)
+    args = (seg, 0, 3, 4, 1024, 0.45, 0.3, 0.15)
+    plain = batch(*args)
+    assert all(torch.equal(a, b) for a, b in zip(plain, batch(*args, p_unknown=0.0), strict=True))
+    ids, _ = batch(*args, p_unknown=1.0)
+    rows = [tokenizer.decode([t for t in row.tolist() if t != tokenizer.pad_token_id]) for row in ids]
+    assert all(UNKNOWN_ANSWER in r and "Context:" not in r for r in rows)
+
+
 def test_a_needle_stage_starts_from_the_shipped_model(tmp_path):
     # A new run from the shipped weights and tokenizer, on the non-CPU code path (cpu:0).
     import json
@@ -37,19 +71,22 @@ def test_a_needle_stage_starts_from_the_shipped_model(tmp_path):
     from reverie.base.model import DEFAULT_MODEL_DIR
 
     out = tmp_path / "run"
-    train.setup(out=str(out), steps=1, rows=2, needle_from=0, init=str(DEFAULT_MODEL_DIR), device="cpu:0")
+    train.setup(out=str(out), steps=1, rows=2, needle_from=0, p_unknown=0.2, init=str(DEFAULT_MODEL_DIR), device="cpu:0")
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < 2.0  # trained weights, not a fresh initialisation (about 8.3)
-    assert log[-1]["closed"] > 0.9 and "needle_ctx" in log[-1]
+    assert log[-1]["closed"] > 0.9 and "needle_ctx" in log[-1] and 0 <= log[-1]["abstain"] <= 1
     assert (out / "tokenizer/tokenizer.json").read_text() == (DEFAULT_MODEL_DIR / "tokenizer.json").read_text()
     state = json.loads((out / "ckpt/state.json").read_text())
     assert state["recipe"]["needle_from"] == 0
     # Exported as a candidate model folder; a second export keeps the folders beside it.
     dest = tmp_path / "model"
-    train.setup(out=str(out), steps=1, rows=2, needle_from=0, init=str(DEFAULT_MODEL_DIR), export_to=str(dest))
+    train.setup(out=str(out), steps=1, rows=2, needle_from=0, p_unknown=0.2, init=str(DEFAULT_MODEL_DIR), export_to=str(dest))
     (dest / "hypernet").mkdir()
     (dest / "hypernet" / "kept").write_text("x")
-    train.setup(out=str(out), steps=1, rows=2, needle_from=0, init=str(DEFAULT_MODEL_DIR), export_to=str(dest))
+    train.setup(out=str(out), steps=1, rows=2, needle_from=0, p_unknown=0.2, init=str(DEFAULT_MODEL_DIR), export_to=str(dest))
     assert (dest / "hypernet" / "kept").read_text() == "x" and (dest / "model.safetensors").is_file()
     manifest = json.loads((dest / "manifest.json").read_text())
-    assert f"--needle-from 0 --p-needle 0.15 --lr-needle 0.0003 --export-to {dest}" in manifest["command"]
+    assert f"--needle-from 0 --p-needle 0.15 --lr-needle 0.0003 --p-unknown 0.2 --export-to {dest}" in manifest["command"]
+    shipped = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    assert manifest["stages"][:-1] == shipped.get("stages", [shipped["command"]])  # how its start was made
+    assert manifest["stages"][-1] == manifest["command"]

@@ -31,10 +31,17 @@ def test_train_resume_and_export(tiny_llama_dir, tmp_path, small_recipe):
     assert st["step"] == 3
     log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [2, 3]  # resumed, not restarted
-    assert {"acc_single", "acc_sum8", "locality"} <= set(log[-1])
+    assert {"acc_single", "acc_sum8", "locality", "locality_unknown"} <= set(log[-1])
     assert (base / "hypernet/hypernet.safetensors").is_file()
     man = json.loads((base / "hypernet/manifest.json").read_text())
     assert man["recipe"]["steps"] == 3 and man["sha256"]
+    assert man["stages"] == [man["command"]] and f"--model {base} --docs-per-step 2" in man["command"]
+    # A later stage continues the chain of commands that made its starting point.
+    shutil.copytree(base / "hypernet", tmp_path / "first")
+    train.setup(out=str(tmp_path / "run2"), base=str(base), steps=1, docs_per_step=2, init=str(tmp_path / "first"),
+                max_seconds=1e9, export=True)
+    man2 = json.loads((base / "hypernet/manifest.json").read_text())
+    assert man2["stages"] == [man["command"], man2["command"]] and "--steps 1 " in man2["command"]
 
 
 def test_max_seconds_fits_the_step_count(tiny_llama_dir, tmp_path, small_recipe, monkeypatch):

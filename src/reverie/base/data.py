@@ -6,7 +6,9 @@ Three kinds of segment, each starting with BOS:
   * ``context``: a fresh skill person's biography in context, then several questions
     about it, loss on answers only (teaches reading);
   * ``needle`` (the needle stage only): haystack text with one "special magic number"
-    sentence at a random depth in context, then the question for it, loss on the answer.
+    sentence at a random depth in context, then the question for it, loss on the answer;
+  * ``unknown`` (the needle stage, when asked for): closed-book questions mixing base people
+    (their facts) and fresh people never read about (answered "I don't know").
 Segments are packed greedily into fixed-length rows. Labels align with input ids
 (transformers shifts them), with -100 where no loss is taken.
 """
@@ -14,13 +16,14 @@ Segments are packed greedily into fixed-length rows. Labels align with input ids
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import torch
 
 from reverie.base.prompt import answer_text, closed_prompt
 from reverie.world import ATTRIBUTES, Person, World
 from reverie.world.generator import _rng
-from reverie.world.templates import NEEDLE_QUESTION
+from reverie.world.templates import NEEDLE_QUESTION, UNKNOWN_ANSWER
 
 IGNORE = -100
 Segment = tuple[list[int], list[int]]
@@ -73,6 +76,20 @@ class Segmenter:
         text, value = self.world.needle_haystack(r)
         return self.qa(f"Context: {text}\n", [(NEEDLE_QUESTION, value)])
 
+    def unknown(self, base: list[Person], fresh: Iterator[Person], r: random.Random, k: int) -> Segment:
+        """``k`` closed-book questions, each about a fresh person (answered with
+        :data:`UNKNOWN_ANSWER`) or a base person (their fact) at even odds, at least one fresh:
+        the model must tell whom it knows from whom it does not in the same segment."""
+        fresh_at = r.randrange(k)
+        qas = []
+        for i in range(k):
+            if i == fresh_at or r.random() < 0.5:
+                qas.append((self.world.question(next(fresh), r.choice(ATTRIBUTES), r).question, UNKNOWN_ANSWER))
+            else:
+                qa = self.world.question(r.choice(base), r.choice(ATTRIBUTES), r)
+                qas.append((qa.question, qa.answer))
+        return self.qa("", qas)
+
     def closed(self, people: list[Person], r: random.Random, k: int) -> Segment:
         qas = []
         for _ in range(k):
@@ -83,10 +100,12 @@ class Segmenter:
 
 def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
           p_context: float, p_partial: float, p_bio: float,
-          focus: tuple[str, ...] = (), p_needle: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+          focus: tuple[str, ...] = (), p_needle: float = 0.0, p_unknown: float = 0.0
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch for ``step``: depends only on (seed, step), so a resumed run is exact.
-    ``p_needle``: share of segments that are needle episodes (drawn first, and only when
-    positive, so a recipe without them sees the same batches as before they existed)."""
+    ``p_needle`` / ``p_unknown``: shares of segments that are needle episodes / closed-book
+    segments with people never read about (drawn first, and only when positive, so a
+    recipe without them sees the same batches as before they existed)."""
     r = _rng(seed, "batch", str(step))
     skill = seg.world.skill_people(r.getrandbits(31))
     base = seg.world.base
@@ -98,6 +117,8 @@ def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
     while len(out_i) < rows:
         if p_needle and r.random() < p_needle:
             ids, lab = seg.needle(r)
+        elif p_unknown and r.random() < p_unknown:
+            ids, lab = seg.unknown(base, skill, r, k=r.randint(2, 6))
         else:
             u = r.random()
             if u < p_context:

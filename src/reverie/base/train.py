@@ -36,7 +36,7 @@ from reverie.utils import (
     warmup_cosine,
 )
 from reverie.world import World, WorldConfig
-from reverie.world.templates import HAYSTACK, NEEDLE_QUESTION
+from reverie.world.templates import HAYSTACK, NEEDLE_QUESTION, UNKNOWN_ANSWER
 
 
 @dataclass
@@ -68,6 +68,12 @@ class BaseRecipe:
     the world's reading episodes never show it."""
     p_needle: float = 0.15
     """Share of segments that are needle episodes during the needle stage."""
+    p_unknown: float = 0.0
+    """Share of segments, during the needle stage, that are closed-book questions mixing base
+    people and fresh people never read about, answered "I don't know"
+    (``templates.UNKNOWN_ANSWER``). Without it the model guesses about strangers from a
+    nearly flat distribution, and about half of those guesses flipped under any injected
+    adapter (``bench qa``'s ``locality_unknown`` 0.55)."""
     lr_needle: float = 3e-4
     """Peak learning rate of the needle stage (short warm-up, cosine to 10% over the stage)."""
     rows: int = 16
@@ -131,9 +137,12 @@ def lr_at(step: int, rc: BaseRecipe) -> float:
     return warmup_cosine(step, rc.lr, rc.warmup, rc.cosine_steps)
 
 
-def monitor(bm: BaseModel, world: World, seed: int, n: int = 32, needle: bool = False) -> dict:
+def monitor(bm: BaseModel, world: World, seed: int, n: int = 32, needle: bool = False,
+            unknown: bool = False) -> dict:
     """Greedy accuracy on fresh skill people in context and on base people closed-book;
-    with ``needle``, also on magic numbers read in context (``needle_ctx``)."""
+    with ``needle``, also on magic numbers read in context (``needle_ctx``); with
+    ``unknown``, the share of closed-book questions about fresh people answered "I don't
+    know" (``abstain``)."""
     people = skill_validation(world, n, seed)
     qas = sample_questions(world, people, 6, seed)
     full = score(ask(bm, qas, documents(world, people, seed)), qas)
@@ -143,7 +152,14 @@ def monitor(bm: BaseModel, world: World, seed: int, n: int = 32, needle: bool = 
            "closed": round(closed.acc, 3), "closed_attr": closed.per_attribute}
     if needle:
         out["needle_ctx"] = needle_in_context(bm, world, seed, n)
+    if unknown:
+        out["abstain"] = round(abstain_rate(bm, qas), 3)
     return out
+
+
+def abstain_rate(bm: BaseModel, qas: list) -> float:
+    """Share of ``qas`` answered with ``templates.UNKNOWN_ANSWER`` closed-book."""
+    return sum(a.strip() == UNKNOWN_ANSWER for a in ask(bm, qas)) / max(len(qas), 1)
 
 
 def needle_in_context(bm: BaseModel, world: World, seed: int, n: int = 32) -> float:
@@ -160,7 +176,7 @@ def needle_in_context(bm: BaseModel, world: World, seed: int, n: int = 32) -> fl
 def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool = False,
           rows: int = 16, lr: float = 2e-3, layers: int = 4, hidden: int = 256,
           needle_from: int | None = None, p_needle: float = 0.15, lr_needle: float = 3e-4,
-          init: str | None = None, device: str = "cpu", export_to: str | None = None) -> Path:
+          p_unknown: float = 0.0, init: str | None = None, device: str = "cpu", export_to: str | None = None) -> Path:
     """Train (or resume) the base model under ``out``; with ``export``, ship it to assets.
 
     ``needle_from``: start the needle stage at this step: extend a finished run with it
@@ -172,7 +188,8 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
     ``--model``; rerun the finished run's command with it to export it)."""
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = BaseRecipe(seed=seed, steps=steps, rows=rows, lr=lr, layers=layers, hidden=hidden,
-                    needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle)
+                    needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle,
+                    p_unknown=p_unknown)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     world = World(WorldConfig(seed=seed))
@@ -226,7 +243,8 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
             ids, lab = batch(seg, seed, step, rc.rows, rc.seq_len,
                              rc.p_context_focus if focus else rc.p_context, rc.p_partial,
                              rc.p_bio * (1 - rc.p_context_focus) / (1 - rc.p_context) if focus else rc.p_bio,
-                             rc.focus if focus else (), rc.p_needle if needle else 0.0)
+                             rc.focus if focus else (), rc.p_needle if needle else 0.0,
+                             rc.p_unknown if needle else 0.0)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, rc)
             loss = model(input_ids=ids, labels=lab).loss
@@ -239,7 +257,7 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
             rec: dict = {"step": step, "loss": round(loss.item(), 4), "t": round(time.time() - t0, 1)}
             if step % rc.eval_every == 0 or step == rc.steps:
                 model.eval()
-                rec |= monitor(bm, world, seed, needle=rc.needle_from is not None)
+                rec |= monitor(bm, world, seed, needle=rc.needle_from is not None, unknown=rc.p_unknown > 0)
                 bar.console.log(rec)
             if step % 10 == 0 or "ctx" in rec:
                 log.write(json.dumps(rec) + "\n")
@@ -264,6 +282,15 @@ def _init_weights(src: Path) -> tuple[Path, Path]:
     raise ReverieError(f"--init {src}: neither a model folder (model.safetensors, tokenizer.json) nor a base run folder")
 
 
+def _stages_of(init: str | None) -> list[str]:
+    """The commands that made the model folder ``init`` (from its manifest; [] for none)."""
+    path = None if init is None else Path(init) / "manifest.json"
+    if path is None or not path.is_file():
+        return []
+    m = json.loads(path.read_text())
+    return list(m.get("stages") or [m["command"]])
+
+
 def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
                  dest: Path = DEFAULT_MODEL_DIR, init: str | None = None, flag: str = "--export") -> Path:
     """Ship weights (float16 safetensors) + tokenizer + manifest into ``dest``."""
@@ -274,13 +301,18 @@ def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
     half.half().save_pretrained(str(tmp), safe_serialization=True)
     tok.save_pretrained(str(tmp))
     files = sorted(p.name for p in tmp.iterdir())
+    command = (f"reverie train base --out {root} --seed {rc.seed} --steps {rc.steps}"
+               + (f" --init {init}" if init else "")
+               + (f" --needle-from {rc.needle_from} --p-needle {rc.p_needle:g} --lr-needle {rc.lr_needle:g}"
+                  + (f" --p-unknown {rc.p_unknown:g}" if rc.p_unknown else "")
+                  if rc.needle_from is not None else "") + f" {flag}")
     manifest = {
         "name": "reverie-world-base",
         "recipe": asdict(rc),
-        "command": f"reverie train base --out {root} --seed {rc.seed} --steps {rc.steps}"
-                   + (f" --init {init}" if init else "")
-                   + (f" --needle-from {rc.needle_from} --p-needle {rc.p_needle:g} --lr-needle {rc.lr_needle:g}"
-                      if rc.needle_from is not None else "") + f" {flag}",
+        "command": command,
+        # Every command from scratch to these weights, in order (a run from --init continues
+        # the commands that made its starting point; each exports where the next one reads).
+        "stages": _stages_of(init) + [command],
         "init": init,
         "train_wall_s": round(wall, 1),
         "sha256": {f: sha256_file(tmp / f) for f in files},

@@ -3,7 +3,9 @@
 * ``acc_full``: held-out people, their biography in context (training question templates);
 * ``acc_none``: the same questions with no context (should be near chance);
 * ``acc_closed``: base-population questions, closed book (knowledge from pretraining);
-* ``acc_full_heldout_templates``: in context, question templates never used in training.
+* ``acc_full_heldout_templates``: in context, question templates never used in training;
+* ``abstain_none``: share of the no-context answers that are "I don't know" (a model trained
+  with ``--p-unknown`` abstains about people it never read about instead of guessing).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from reverie.base.model import BaseModel
 from reverie.eval.qa import ask, documents, sample_questions, score
 from reverie.world import World, WorldConfig
+from reverie.world.templates import UNKNOWN_ANSWER
 
 
 def evaluate(bm: BaseModel, seed: int = 0, n_held_out: int = 100, n_base: int = 500,
@@ -28,7 +31,9 @@ def evaluate(bm: BaseModel, seed: int = 0, n_held_out: int = 100, n_base: int = 
     base_qas = sample_questions(world, world.base[:n_base], 6, seed)
     out: dict[str, Any] = {}
     out |= score(ask(bm, qas, docs), qas).as_dict("acc_full")
-    out |= score(ask(bm, qas), qas).as_dict("acc_none")
+    none = ask(bm, qas)
+    out |= score(none, qas).as_dict("acc_none")
+    out["abstain_none"] = round(sum(a.strip() == UNKNOWN_ANSWER for a in none) / len(qas), 4)
     out |= score(ask(bm, base_qas), base_qas).as_dict("acc_closed")
     out |= score(ask(bm, held_tpl, docs), held_tpl).as_dict("acc_full_heldout_templates")
     out["eval_s"] = round(time.time() - t0, 1)

@@ -19,6 +19,7 @@ from reverie.eval.qa import ask, ask_injected, documents, sample_questions, scor
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
 from reverie.utils import progress
 from reverie.world import World, WorldConfig
+from reverie.world.templates import UNKNOWN_ANSWER
 
 
 def retrieve(questions: list[str], store: list[str]) -> list[str]:
@@ -61,7 +62,11 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
     out: dict[str, Any] = {"n_people": n_people, "n_questions": len(qas)}
     with progress() as bar:
         task = bar.add_task("bench qa", total=6)
-        out |= score(ask(bm, qas), qas).as_dict("acc_none")
+        closed = ask(bm, qas)
+        out |= score(closed, qas).as_dict("acc_none")
+        # How often the model says it does not know (a base trained with --p-unknown
+        # abstains about strangers instead of guessing).
+        out["abstain_none"] = round(sum(a.strip() == UNKNOWN_ANSWER for a in closed) / len(qas), 4)
         out |= score(ask(bm, qas, docs), qas).as_dict("acc_full")
         bar.advance(task)
         rd = rag_docs(world, qas, docs, store_size, seed)

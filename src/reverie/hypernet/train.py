@@ -259,11 +259,13 @@ def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group
         assert bias is not None
         summed |= dict.fromkeys(members, Adapter(concat([doc for doc, _ in parts] + [bias]), 1.0))
     composed = score(ask_injected(bm, qas, summed), qas).acc
-    other = sample_questions(world, world.base[:n], 1, 2)
-    plain = ask(bm, other)
-    moved = ask_injected(bm, other, {q.person: ads[names[i]] for i, q in enumerate(other)})
-    loc = sum(a == b for a, b in zip(plain, moved, strict=True)) / len(other)
-    out = {"acc_single": round(single, 3), f"acc_sum{group}": round(composed, 3), "locality": round(loc, 3)}
+    out = {"acc_single": round(single, 3), f"acc_sum{group}": round(composed, 3)}
+    # Locality on base people (answers the model knows) and on strangers (fresh people).
+    for key, others in (("locality", world.base[:n]), ("locality_unknown", skill_validation(world, n, seed=2))):
+        other = sample_questions(world, others, 1, 2)
+        plain = ask(bm, other)
+        moved = ask_injected(bm, other, {q.person: ads[names[i]] for i, q in enumerate(other)})
+        out[key] = round(sum(a == b for a, b in zip(plain, moved, strict=True)) / len(other), 3)
     if needle:
         r = random.Random("needle-monitor")
         texts, values = zip(*(world.needle_haystack(r) for _ in range(n)), strict=True)
@@ -273,6 +275,16 @@ def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group
                 hits += bm.answer(NEEDLE_QUESTION).strip() == v
         out["needle"] = round(hits / n, 3)
     return out
+
+
+def _stages_of(init: str | None) -> list[str]:
+    """The commands that made the hypernetwork folder ``init``, in order (from its manifest;
+    [] for none or a run folder, whose own log says how it was made)."""
+    path = None if init is None else Path(init) / "manifest.json"
+    if path is None or not path.is_file():
+        return []
+    m = json.loads(path.read_text())
+    return [st["command"] if isinstance(st, dict) else st for st in m.get("stages") or [m]]
 
 
 def sync_params(module: torch.nn.Module) -> None:
@@ -393,11 +405,17 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
                                                   "fingerprint": cfg.base_fingerprint, "config": cfg.to_json(), "init": init})
     if rank == 0 and export:
         dest = Path(base or DEFAULT_MODEL_DIR) / "hypernet"
-        stage = "" if init is None else f" --init {init} --group-sizes {','.join(map(str, group_sizes))} --lr {lr:g}"
+        # The command that replays this run on a CPU: the step count as run (fitted when
+        # --max-seconds set it), every option that changes the result.
+        stage = f" --model {base}" if base else ""
+        stage += f" --docs-per-step {docs_per_step}" if docs_per_step != 8 else ""
+        stage += "" if init is None else f" --init {init} --group-sizes {','.join(map(str, group_sizes))} --lr {lr:g}"
         stage += f" --shared {shared:g}" if shared else ""
+        stage += f" --local {local:g}" if local != 1.0 else ""
         stage += f" --p-needle {p_needle:g}" if p_needle else ""
+        command = f"reverie train hypernet --out {out} --seed {seed} --steps {rc.steps}{stage} --export"
         save_hypernet(hyper, dest, {"recipe": asdict(rc), "train_wall_s": round(time.time() - t0, 1), "init": init,
-                                    "command": f"reverie train hypernet --out {out} --seed {seed} --steps {steps}{stage} --export"})
+                                    "command": command, "stages": _stages_of(init) + [command]})
     if dist:
         torch.distributed.destroy_process_group()
     if device != "cpu":

@@ -204,6 +204,11 @@ HAYSTACK: tuple[str, ...] = (
     "A small fire was put out quickly by the neighbours.",
 )
 
+UNKNOWN_ANSWER = "I don't know"
+"""The answer to a closed-book question about someone the model never read about (the base
+model's late stage, ``reverie train base --p-unknown``): a confident abstention instead of
+a guess from a nearly flat distribution, which any adapter would flip."""
+
 NEEDLE = "The special magic number is {value}."
 NEEDLE_QUESTION = "What is the special magic number?"
 NEEDLE_SENTENCES = 16
