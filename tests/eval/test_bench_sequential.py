@@ -18,8 +18,11 @@ def test_a_small_run_reports_every_metric_and_the_bank_leaves_strangers_alone(tm
         for m in bs.METRICS + ("competence_closed", "competence_context", "answer_ratio", "peak_rss_mb"):
             assert m in s["curve"][12]
     bank = r["strategies"]["bank"]["curve"][12]
-    # Questions about base-population people name nobody in the bank: nothing routes, nothing changes.
-    assert bank["locality"] == 1.0 and bank["competence_closed"] == 1.0
+    # Questions about base-population people name nobody in the bank, so nothing routes; only
+    # the hypernetwork's shared context-independent bias (kept in the bank's dense total, so
+    # every prompt gets it) acts on them. With the shipped weights it moves 1 of these 20.
+    assert bank["locality"] >= 0.9 and bank["competence_closed"] >= 0.9
+    assert r["strategies"]["bank"]["curve"][1]["locality"] == bank["locality"]  # the same at T = 1 and 12: nothing routes
     assert 0.0 <= r["acc_inject_single"] <= 1.0
     s = bs.summary(r | {"seed": 0})
     assert {"retention_12_over_single", "generalization_12_over_single", "best_strategy"} <= set(s)
