@@ -10,10 +10,9 @@ from rich.console import Console
 from rich.panel import Panel
 
 from reverie.base.model import BaseModel
-from reverie.eval.metrics import exact_match
+from reverie.eval.metrics import abstains, exact_match
 from reverie.eval.qa import documents, sample_questions
 from reverie.world import World
-from reverie.world.templates import UNKNOWN_ANSWER
 
 
 def run(model: Path | None, n: int, seed: int, console: Console) -> None:
@@ -67,7 +66,7 @@ def run(model: Path | None, n: int, seed: int, console: Console) -> None:
 
 def mark(pred: str, gold: str) -> str:
     ok = exact_match(pred, gold)
-    if not ok and pred.strip() == UNKNOWN_ANSWER:  # an abstention is not a wrong guess
+    if not ok and abstains(pred):  # an abstention is not a wrong guess
         return f"[yellow]{pred} ?[/yellow]"
     return f"[green]{pred} ✓[/green]" if ok else f"[red]{pred or '(nothing)'} ✗[/red]"
 

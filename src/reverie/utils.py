@@ -75,6 +75,20 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def manifest_stages(folder: str | None) -> list[str]:
+    """The commands that made the model or hypernetwork folder ``folder``, in order, from its
+    ``manifest.json`` (its ``stages``, as command strings or as records with a ``command``,
+    else its one ``command``); [] for none or a folder without a manifest (a run folder,
+    whose own log says how it was made)."""
+    path = None if folder is None else Path(folder) / "manifest.json"
+    if path is None or not path.is_file():
+        return []
+    import json
+
+    m = json.loads(path.read_text())
+    return [st["command"] if isinstance(st, dict) else st for st in m.get("stages") or [m["command"]]]
+
+
 def progress() -> Progress:
     """A rich progress bar on stderr (stdout stays clean for --json output)."""
     return Progress(

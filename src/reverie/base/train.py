@@ -25,10 +25,12 @@ from reverie.base.data import Segmenter, batch
 from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation
 from reverie.base.tokenizer import load_tokenizer, train_tokenizer
 from reverie.errors import ReverieError
+from reverie.eval.metrics import abstain_rate
 from reverie.eval.qa import ask, documents, sample_questions, score, skill_validation
 from reverie.utils import (
     atomic_write_text,
     load_train_state,
+    manifest_stages,
     progress,
     read_state,
     save_train_state,
@@ -36,7 +38,7 @@ from reverie.utils import (
     warmup_cosine,
 )
 from reverie.world import World, WorldConfig
-from reverie.world.templates import HAYSTACK, NEEDLE_QUESTION, UNKNOWN_ANSWER
+from reverie.world.templates import HAYSTACK, NEEDLE_QUESTION
 
 
 @dataclass
@@ -153,13 +155,8 @@ def monitor(bm: BaseModel, world: World, seed: int, n: int = 32, needle: bool = 
     if needle:
         out["needle_ctx"] = needle_in_context(bm, world, seed, n)
     if unknown:
-        out["abstain"] = round(abstain_rate(bm, qas), 3)
+        out["abstain"] = round(abstain_rate(ask(bm, qas)), 3)
     return out
-
-
-def abstain_rate(bm: BaseModel, qas: list) -> float:
-    """Share of ``qas`` answered with ``templates.UNKNOWN_ANSWER`` closed-book."""
-    return sum(a.strip() == UNKNOWN_ANSWER for a in ask(bm, qas)) / max(len(qas), 1)
 
 
 def needle_in_context(bm: BaseModel, world: World, seed: int, n: int = 32) -> float:
@@ -282,15 +279,6 @@ def _init_weights(src: Path) -> tuple[Path, Path]:
     raise ReverieError(f"--init {src}: neither a model folder (model.safetensors, tokenizer.json) nor a base run folder")
 
 
-def _stages_of(init: str | None) -> list[str]:
-    """The commands that made the model folder ``init`` (from its manifest; [] for none)."""
-    path = None if init is None else Path(init) / "manifest.json"
-    if path is None or not path.is_file():
-        return []
-    m = json.loads(path.read_text())
-    return list(m.get("stages") or [m["command"]])
-
-
 def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
                  dest: Path = DEFAULT_MODEL_DIR, init: str | None = None, flag: str = "--export") -> Path:
     """Ship weights (float16 safetensors) + tokenizer + manifest into ``dest``."""
@@ -312,7 +300,7 @@ def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
         "command": command,
         # Every command from scratch to these weights, in order (a run from --init continues
         # the commands that made its starting point; each exports where the next one reads).
-        "stages": _stages_of(init) + [command],
+        "stages": manifest_stages(init) + [command],
         "init": init,
         "train_wall_s": round(wall, 1),
         "sha256": {f: sha256_file(tmp / f) for f in files},

@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 from reverie.base.model import BaseModel
+from reverie.eval.metrics import abstain_rate
 from reverie.eval.qa import ask, documents, sample_questions, score
 from reverie.world import World, WorldConfig
-from reverie.world.templates import UNKNOWN_ANSWER
 
 
 def evaluate(bm: BaseModel, seed: int = 0, n_held_out: int = 100, n_base: int = 500,
@@ -33,7 +33,7 @@ def evaluate(bm: BaseModel, seed: int = 0, n_held_out: int = 100, n_base: int = 
     out |= score(ask(bm, qas, docs), qas).as_dict("acc_full")
     none = ask(bm, qas)
     out |= score(none, qas).as_dict("acc_none")
-    out["abstain_none"] = round(sum(a.strip() == UNKNOWN_ANSWER for a in none) / len(qas), 4)
+    out["abstain_none"] = round(abstain_rate(none), 4)
     out |= score(ask(bm, base_qas), base_qas).as_dict("acc_closed")
     out |= score(ask(bm, held_tpl, docs), held_tpl).as_dict("acc_full_heldout_templates")
     out["eval_s"] = round(time.time() - t0, 1)

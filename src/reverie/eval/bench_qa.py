@@ -15,11 +15,11 @@ from typing import Any
 import torch
 
 from reverie.base.model import BaseModel
+from reverie.eval.metrics import abstain_rate
 from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
 from reverie.utils import progress
 from reverie.world import World, WorldConfig
-from reverie.world.templates import UNKNOWN_ANSWER
 
 
 def retrieve(questions: list[str], store: list[str]) -> list[str]:
@@ -66,7 +66,7 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
         out |= score(closed, qas).as_dict("acc_none")
         # How often the model says it does not know (a base trained with --p-unknown
         # abstains about strangers instead of guessing).
-        out["abstain_none"] = round(sum(a.strip() == UNKNOWN_ANSWER for a in closed) / len(qas), 4)
+        out["abstain_none"] = round(abstain_rate(closed), 4)
         out |= score(ask(bm, qas, docs), qas).as_dict("acc_full")
         bar.advance(task)
         rd = rag_docs(world, qas, docs, store_size, seed)

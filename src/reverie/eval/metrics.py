@@ -1,10 +1,13 @@
-"""Answer normalisation, exact match and token F1 (SQuAD-style)."""
+"""Answer normalisation, exact match and token F1 (SQuAD-style); abstentions."""
 
 from __future__ import annotations
 
 import re
 import string
 from collections import Counter
+from collections.abc import Sequence
+
+from reverie.world.templates import UNKNOWN_ANSWER
 
 _PUNCT = set(string.punctuation)
 
@@ -29,3 +32,13 @@ def token_f1(pred: str, gold: str) -> float:
         return 0.0
     prec, rec = common / len(p), common / len(g)
     return 2 * prec * rec / (prec + rec)
+
+
+def abstains(pred: str) -> bool:
+    """Whether an answer is the model saying it does not know (``templates.UNKNOWN_ANSWER``)."""
+    return pred.strip() == UNKNOWN_ANSWER
+
+
+def abstain_rate(preds: Sequence[str]) -> float:
+    """Share of ``preds`` that are abstentions."""
+    return sum(map(abstains, preds)) / max(len(preds), 1)

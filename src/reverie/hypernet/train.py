@@ -28,7 +28,14 @@ from reverie.errors import ReverieError
 from reverie.hypernet.lora import applied, concat, layers_of, target_module
 from reverie.hypernet.model import HyperConfig, HyperNetwork, fingerprint
 from reverie.hypernet.store import build_config, save_hypernet
-from reverie.utils import load_train_state, progress, read_state, save_train_state, warmup_cosine
+from reverie.utils import (
+    load_train_state,
+    manifest_stages,
+    progress,
+    read_state,
+    save_train_state,
+    warmup_cosine,
+)
 from reverie.world import ATTRIBUTES, Person, World, WorldConfig
 from reverie.world.generator import _rng
 from reverie.world.templates import NEEDLE_QUESTION
@@ -277,16 +284,6 @@ def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group
     return out
 
 
-def _stages_of(init: str | None) -> list[str]:
-    """The commands that made the hypernetwork folder ``init``, in order (from its manifest;
-    [] for none or a run folder, whose own log says how it was made)."""
-    path = None if init is None else Path(init) / "manifest.json"
-    if path is None or not path.is_file():
-        return []
-    m = json.loads(path.read_text())
-    return [st["command"] if isinstance(st, dict) else st for st in m.get("stages") or [m]]
-
-
 def sync_params(module: torch.nn.Module) -> None:
     """Start every rank from rank 0's weights."""
     for p in module.parameters():
@@ -415,7 +412,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         stage += f" --p-needle {p_needle:g}" if p_needle else ""
         command = f"reverie train hypernet --out {out} --seed {seed} --steps {rc.steps}{stage} --export"
         save_hypernet(hyper, dest, {"recipe": asdict(rc), "train_wall_s": round(time.time() - t0, 1), "init": init,
-                                    "command": command, "stages": _stages_of(init) + [command]})
+                                    "command": command, "stages": manifest_stages(init) + [command]})
     if dist:
         torch.distributed.destroy_process_group()
     if device != "cpu":
