@@ -117,3 +117,27 @@ def test_needle_documents_replace_single_documents_only(tiny_llama_dir, world, s
     assert torch.isfinite(loss)
     grouped = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=4, group_sizes=(2,), p_needle=1.0)).data(0)
     assert not any("special magic number" in doc for doc in grouped["docs"])  # summed groups: people only
+
+
+def test_local_rows_can_continue_with_the_base_models_own_answers(tiny_llama_dir, world, small_recipe):
+    from reverie.base.data import IGNORE
+    from reverie.base.model import BaseModel
+    from reverie.base.prompt import answer_text
+    from reverie.hypernet.model import HyperNetwork
+    from reverie.hypernet.store import build_config
+
+    bm = BaseModel.load(str(tiny_llama_dir))
+    hyper = HyperNetwork(build_config(bm, 4, ("mlp.down_proj",), latent_dim=32, n_blocks=1))
+    gold = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=4)).data(0)
+    own = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=4, local_own=True)).data(0)
+    assert gold["docs"] == own["docs"] and gold["student"] == own["student"]  # only locality rows change
+    assert len(gold["local"]) == len(own["local"]) > 0
+    differs = 0
+    for (gi, (ids_g, lab_g)), (gj, (ids_o, lab_o)) in zip(gold["local"], own["local"], strict=True):
+        q_len = sum(x == IGNORE for x in lab_g)
+        assert gi == gj and ids_g[:q_len] == ids_o[:q_len]  # same question
+        question = bm.tokenizer.decode(ids_g[1:q_len]).removeprefix("Question: ").removesuffix("\nAnswer:")
+        expected = bm.tokenizer.encode(answer_text(bm.answer(question)), add_special_tokens=False)
+        assert ids_o[q_len:] == expected and lab_o[q_len:] == expected
+        differs += ids_o[q_len:] != ids_g[q_len:]
+    assert differs  # an untrained model does not say the gold answers

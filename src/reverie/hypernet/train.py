@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from reverie.base.data import IGNORE, Segmenter
-from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel
+from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation
 from reverie.base.prompt import document_prefix
 from reverie.errors import ReverieError
 from reverie.hypernet.lora import applied, concat, layers_of, target_module
@@ -65,6 +65,11 @@ class HyperRecipe:
     """Weight of cross-entropy on gold answers (next to the KL to the teacher)."""
     local: float = 1.0
     """Weight of the KL-to-base term on questions about people not injected."""
+    local_own: bool = False
+    """Locality rows continue with the base model's own greedy answer instead of the gold
+    one. With gold answers a stranger's row (which an abstaining base answers "I don't
+    know") constrained only the first answer token: every later position followed gold
+    digits the base never says, and bench qa's locality flips were "I don't know" -> "I6"."""
     l1: float = 1e-3
     """L1 penalty on the emitted B factors."""
     shared: float = 0.0
@@ -190,7 +195,12 @@ class Step:
             outsiders += [next(skill) for _ in range(self.rc.n_local - len(outsiders))]
             for p in outsiders:
                 qa = self.world.question(p, r.choice(ATTRIBUTES), r)
-                local.append((gi, self.seg.qa("", [(qa.question, qa.answer)])))
+                local.append((gi, qa.question, qa.answer))
+        if self.rc.local_own:
+            # The base's answers without any adapter (no grad; the hypernetwork is not applied here).
+            own = self.bm.answer_batch([self.bm.prompt(q) for _, q, _ in local], Generation(batch_size=len(local)))
+            local = [(gi, q, a) for (gi, q, _), a in zip(local, own, strict=True)]
+        local = [(gi, self.seg.qa("", [(q, a)])) for gi, q, a in local]
         return {"groups": groups, "docs": docs, "teacher": teacher, "student": student, "local": local}
 
     def loss(self, d: dict) -> tuple[torch.Tensor, dict]:
@@ -308,7 +318,7 @@ def all_reduce_grads(module: torch.nn.Module) -> None:
 def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, steps: int = 4000,
           export: bool = False, docs_per_step: int = 8, lr: float = 1e-3, group_sizes: tuple[int, ...] = (1,),
           init: str | None = None, shared: float = 0.0, device: str = "cpu", max_seconds: float | None = None,
-          eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0) -> Path:
+          eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0, local_own: bool = False) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
@@ -329,7 +339,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     else:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared,
-                     local=local, p_needle=p_needle)
+                     local=local, p_needle=p_needle, local_own=local_own)
     if eval_every is not None:
         rc.eval_every = eval_every
     bm = BaseModel.load(base)
@@ -409,6 +419,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         stage += "" if init is None else f" --init {init} --group-sizes {','.join(map(str, group_sizes))} --lr {lr:g}"
         stage += f" --shared {shared:g}" if shared else ""
         stage += f" --local {local:g}" if local != 1.0 else ""
+        stage += " --local-own" if local_own else ""
         stage += f" --p-needle {p_needle:g}" if p_needle else ""
         command = f"reverie train hypernet --out {out} --seed {seed} --steps {rc.steps}{stage} --export"
         save_hypernet(hyper, dest, {"recipe": asdict(rc), "train_wall_s": round(time.time() - t0, 1), "init": init,
