@@ -177,7 +177,7 @@ class Step:
         # Needle documents stand in for some single documents (drawn only when p_needle > 0,
         # so a recipe without them sees the same data as before they existed).
         needles = {gi for gi in range(len(groups)) if k == 1 and self.rc.p_needle and r.random() < self.rc.p_needle}
-        teacher, student, local = [], [], []
+        teacher, student, asked = [], [], []
         for gi, g in enumerate(groups):
             for p in g:
                 if gi in needles:
@@ -195,12 +195,12 @@ class Step:
             outsiders += [next(skill) for _ in range(self.rc.n_local - len(outsiders))]
             for p in outsiders:
                 qa = self.world.question(p, r.choice(ATTRIBUTES), r)
-                local.append((gi, qa.question, qa.answer))
+                asked.append((gi, qa.question, qa.answer))
         if self.rc.local_own:
             # The base's answers without any adapter (no grad; the hypernetwork is not applied here).
-            own = self.bm.answer_batch([self.bm.prompt(q) for _, q, _ in local], Generation(batch_size=len(local)))
-            local = [(gi, q, a) for (gi, q, _), a in zip(local, own, strict=True)]
-        local = [(gi, self.seg.qa("", [(q, a)])) for gi, q, a in local]
+            own = self.bm.answer_batch([self.bm.prompt(q) for _, q, _ in asked], Generation(batch_size=len(asked)))
+            asked = [(gi, q, a) for (gi, q, _), a in zip(asked, own, strict=True)]
+        local = [(gi, self.seg.qa("", [(q, a)])) for gi, q, a in asked]
         return {"groups": groups, "docs": docs, "teacher": teacher, "student": student, "local": local}
 
     def loss(self, d: dict) -> tuple[torch.Tensor, dict]:
