@@ -141,3 +141,21 @@ def test_local_rows_can_continue_with_the_base_models_own_answers(tiny_llama_dir
         assert ids_o[q_len:] == expected and lab_o[q_len:] == expected
         differs += ids_o[q_len:] != ids_g[q_len:]
     assert differs  # an untrained model does not say the gold answers
+
+
+def test_read_docs_hidden_states_match_the_whole_models_pass(tiny_llama_dir):
+    from reverie.base.model import BaseModel
+
+    bm = BaseModel.load(str(tiny_llama_dir))
+    docs = ["Ada Lovelace was born in London.", "A longer second document, so that the first one is padded."]
+    hidden, pad, ins = train.read_docs(bm, docs, ("mlp.down_proj",))
+    for i, d in enumerate(docs):
+        ids = torch.tensor([bm.encode(bm.format.document(d))])
+        with torch.no_grad():
+            hs = bm.model(ids, output_hidden_states=True).hidden_states  # the whole model, output head included
+        n = ids.shape[1]
+        assert not pad[i, :n].any() and pad[i, n:].all()
+        for layer in range(bm.n_layers):
+            want = train.input_norm(bm.model, layer)(hs[layer][0])
+            torch.testing.assert_close(hidden[i, layer, :n], want, rtol=1e-4, atol=1e-5)
+    assert ins["mlp.down_proj"].shape[:2] == (2, bm.n_layers)
