@@ -82,3 +82,4 @@ def test_equal_length_latency_times_the_same_number_of_tokens_both_ways(tmp_path
     tokens_plain, tokens_routed = bs.answer_lengths(bm, mem, router, qs)
     assert tokens_routed == sum(gens[q.question].max_new_tokens for q in qs) / len(qs)
     assert tokens_plain >= 1
+    assert bs.answer_lengths(bm, mem, router, qs, gens) == (tokens_plain, tokens_routed)  # the lengths reused

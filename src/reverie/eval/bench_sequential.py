@@ -162,10 +162,15 @@ def equal_lengths(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> d
     return out
 
 
-def answer_lengths(bm: BaseModel, mem: Memory, router: Router, qs: list[QA]) -> tuple[float, float]:
-    """Mean generated tokens per answer (the stop token included), plain and from memory."""
+def answer_lengths(bm: BaseModel, mem: Memory, router: Router, qs: list[QA],
+                   gens: dict[str, Generation] | None = None) -> tuple[float, float]:
+    """Mean generated tokens per answer (the stop token included), plain and from memory;
+    ``gens``: :func:`equal_lengths` of ``qs``, whose lengths are the answers from memory."""
     plain = sum(_n_tokens(bm, bm.answer(q.question)) for q in qs)
-    mine = sum(_routed_tokens(bm, mem, router, q) for q in qs)
+    if gens is None:
+        mine = sum(_routed_tokens(bm, mem, router, q) for q in qs)
+    else:
+        mine = sum(gens[q.question].max_new_tokens for q in qs)
     return plain / max(len(qs), 1), mine / max(len(qs), 1)
 
 
@@ -205,7 +210,7 @@ def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, pe
         out["answer_ratio_routed"] = routed_latency(bm, mem, router, ret_q[:40], gens=gens)
         out["answer_ratio_routed_cold"] = routed_latency(bm, mem, router, ret_q[:40], cold=True, gens=gens)
         out["answer_ratio_routed_natural"] = routed_latency(bm, mem, router, ret_q[:40], equal_length=False)
-        out["answer_tokens_plain"], out["answer_tokens_routed"] = answer_lengths(bm, mem, router, ret_q[:40])
+        out["answer_tokens_plain"], out["answer_tokens_routed"] = answer_lengths(bm, mem, router, ret_q[:40], gens)
     out["memory_bytes"] = mem.nbytes()
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
     out["n_retention"], out["n_plasticity"] = len(ret_q), len(plast_q)
