@@ -80,13 +80,18 @@ def manifest_stages(folder: str | None) -> list[str]:
     ``manifest.json`` (its ``stages``, as command strings or as records with a ``command``,
     else its one ``command``); [] for none or a folder without a manifest (a run folder,
     whose own log says how it was made)."""
-    path = None if folder is None else Path(folder) / "manifest.json"
-    if path is None or not path.is_file():
+    m = {} if folder is None else read_manifest(folder)
+    if not m:
         return []
+    return [st["command"] if isinstance(st, dict) else st for st in m.get("stages") or [m["command"]]]
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """A model or hypernetwork folder's ``manifest.json``; {} if it has none."""
     import json
 
-    m = json.loads(path.read_text())
-    return [st["command"] if isinstance(st, dict) else st for st in m.get("stages") or [m["command"]]]
+    p = Path(folder) / "manifest.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
 
 
 def progress() -> Progress:

@@ -6,7 +6,6 @@ greedy answers to questions with or without a document in context.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,8 +163,3 @@ class BaseModel:
 def first_line(e: BaseException) -> str:
     s = str(e).strip().splitlines()
     return s[0] if s else type(e).__name__
-
-
-def read_manifest(path: str | Path) -> dict:
-    p = Path(path) / "manifest.json"
-    return json.loads(p.read_text()) if p.is_file() else {}
