@@ -63,6 +63,19 @@ def test_unknown_segments_change_nothing_unless_asked_for(tokenizer, world):
     assert all(UNKNOWN_ANSWER in r and "Context:" not in r for r in rows)
 
 
+def test_paraphrases_appear_only_when_asked_for(tokenizer, world):
+    from reverie.world.templates import QUESTIONS_PARAPHRASE
+
+    args = (0, 3, 4, 1024, 0.45, 0.3, 0.15)
+    plain = batch(Segmenter(tokenizer, world), *args)
+    assert all(torch.equal(a, b) for a, b in zip(plain, batch(Segmenter(tokenizer, world, 0.0), *args), strict=True))
+    ids, _ = batch(Segmenter(tokenizer, world, 1.0), *args)
+    text = " ".join(tokenizer.decode([t for t in row.tolist() if t != tokenizer.pad_token_id]) for row in ids)
+    asked = [line.split("Question: ", 1)[1] for line in text.split("\n") if "Question: " in line]
+    forms = [t.split("{name}") for a in QUESTIONS_PARAPHRASE for t in QUESTIONS_PARAPHRASE[a]]
+    assert asked and all(any(q.startswith(h) and q.endswith(t) for h, t in forms) for q in asked)
+
+
 def test_a_needle_stage_starts_from_the_shipped_model(tmp_path):
     # A new run from the shipped weights and tokenizer, on the non-CPU code path (cpu:0).
     import json

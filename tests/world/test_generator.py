@@ -1,4 +1,5 @@
 import random
+import re
 
 from reverie.world import ATTRIBUTES, World, WorldConfig
 from reverie.world import templates as T
@@ -41,6 +42,20 @@ def test_phrasings_and_templates():
         assert len(T.QUESTIONS_TRAIN[a]) >= 4
         assert len(T.QUESTIONS_HELDOUT[a]) >= 2
         assert not set(T.QUESTIONS_TRAIN[a]) & set(T.QUESTIONS_HELDOUT[a])
+
+
+def test_paraphrases_never_repeat_a_held_out_form():
+    """The base model's paraphrases widen the question forms without handing it the held-out
+    ones: no held-out template, no "Which <noun> is" frame, no "school", no "which day"."""
+    held = {t for a in ATTRIBUTES for t in T.QUESTIONS_HELDOUT[a]}
+    for a in ATTRIBUTES:
+        para = T.QUESTIONS_PARAPHRASE[a]
+        assert len(para) >= 4 and len(set(para)) == len(para)
+        assert not set(para) & (held | set(T.QUESTIONS_TRAIN[a]))
+        for t in para:
+            low = t.lower()
+            assert "{name}" in t and "school" not in low and "which day" not in low
+            assert not re.match(r"which \w+ is ", low), t
 
 
 def test_biography_states_every_attribute(world):

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch
 
 from reverie.base.prompt import answer_text, closed_prompt
-from reverie.world import ATTRIBUTES, Person, World
+from reverie.world import ATTRIBUTES, QA, Person, World
 from reverie.world.generator import _rng
 from reverie.world.templates import NEEDLE_QUESTION, UNKNOWN_ANSWER
 
@@ -32,10 +32,18 @@ Segment = tuple[list[int], list[int]]
 class Segmenter:
     """Turns world items into (ids, labels) segments for one tokenizer."""
 
-    def __init__(self, tokenizer, world: World):
+    def __init__(self, tokenizer, world: World, p_paraphrase: float = 0.0):
         self.tok = tokenizer
         self.world = world
         self.bos = tokenizer.bos_token_id
+        self.p_paraphrase = p_paraphrase
+        """Share of questions drawn from ``templates.QUESTIONS_PARAPHRASE`` (base training)."""
+
+    def question(self, p: Person, attribute: str, r: random.Random) -> QA:
+        """A training question, or with ``p_paraphrase`` a paraphrase (no extra draw at 0,
+        so recipes without paraphrases see the batches they always saw)."""
+        para = bool(self.p_paraphrase) and r.random() < self.p_paraphrase
+        return self.world.question(p, attribute, r, paraphrase=para)
 
     def enc(self, s: str) -> list[int]:
         return self.tok.encode(s, add_special_tokens=False)
@@ -68,7 +76,7 @@ class Segmenter:
         if focus:  # (no extra draws without focus: stage 1 data stays as it was)
             asked += [a for a in focus if a not in asked]
             r.shuffle(asked)
-        qas = [(self.world.question(p, a, r).question, p.attrs[a]) for a in asked]
+        qas = [(self.question(p, a, r).question, p.attrs[a]) for a in asked]
         return self.qa(f"Context: {doc}\n", qas)
 
     def needle(self, r: random.Random) -> Segment:
@@ -84,16 +92,16 @@ class Segmenter:
         qas = []
         for i in range(k):
             if i == fresh_at or r.random() < 0.5:
-                qas.append((self.world.question(next(fresh), r.choice(ATTRIBUTES), r).question, UNKNOWN_ANSWER))
+                qas.append((self.question(next(fresh), r.choice(ATTRIBUTES), r).question, UNKNOWN_ANSWER))
             else:
-                qa = self.world.question(r.choice(base), r.choice(ATTRIBUTES), r)
+                qa = self.question(r.choice(base), r.choice(ATTRIBUTES), r)
                 qas.append((qa.question, qa.answer))
         return self.qa("", qas)
 
     def closed(self, people: list[Person], r: random.Random, k: int) -> Segment:
         qas = []
         for _ in range(k):
-            qa = self.world.question(r.choice(people), r.choice(ATTRIBUTES), r)
+            qa = self.question(r.choice(people), r.choice(ATTRIBUTES), r)
             qas.append((qa.question, qa.answer))
         return self.qa("", qas)
 

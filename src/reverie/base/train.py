@@ -78,6 +78,12 @@ class BaseRecipe:
     adapter (``bench qa``'s ``locality_unknown`` 0.55)."""
     lr_needle: float = 3e-4
     """Peak learning rate of the needle stage (short warm-up, cosine to 10% over the stage)."""
+    p_paraphrase: float = 0.0
+    """Share of questions (in reading, closed-book and unknown segments) asked with a
+    paraphrase (``templates.QUESTIONS_PARAPHRASE``) instead of a training template. With only
+    the four training templates per attribute, the model keyed on their exact words: in
+    context it answered held-out "... birthday?" questions with a major (0.02) and "X graduated
+    from which university?" with a city (0.10)."""
     rows: int = 16
     """Rows per batch."""
     seq_len: int = 256
@@ -173,7 +179,8 @@ def needle_in_context(bm: BaseModel, world: World, seed: int, n: int = 32) -> fl
 def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool = False,
           rows: int = 16, lr: float = 2e-3, layers: int = 4, hidden: int = 256,
           needle_from: int | None = None, p_needle: float = 0.15, lr_needle: float = 3e-4,
-          p_unknown: float = 0.0, init: str | None = None, device: str = "cpu", export_to: str | None = None) -> Path:
+          p_unknown: float = 0.0, p_paraphrase: float = 0.0, init: str | None = None, device: str = "cpu",
+          export_to: str | None = None) -> Path:
     """Train (or resume) the base model under ``out``; with ``export``, ship it to assets.
 
     ``needle_from``: start the needle stage at this step: extend a finished run with it
@@ -186,7 +193,7 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = BaseRecipe(seed=seed, steps=steps, rows=rows, lr=lr, layers=layers, hidden=hidden,
                     needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle,
-                    p_unknown=p_unknown)
+                    p_unknown=p_unknown, p_paraphrase=p_paraphrase)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     world = World(WorldConfig(seed=seed))
@@ -227,7 +234,7 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
         model.to(device)
         opt.load_state_dict(opt.state_dict())  # moves any loaded optimizer state to the parameters' device
         torch.set_default_device(device)  # the batches and monitoring prompts are built from lists
-    seg = Segmenter(tok, world)
+    seg = Segmenter(tok, world, rc.p_paraphrase)
     log = (root / "log.jsonl").open("a")
     bm = BaseModel(model, tok)
     t0 = time.time() - elapsed
@@ -293,7 +300,8 @@ def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
                + (f" --init {init}" if init else "")
                + (f" --needle-from {rc.needle_from} --p-needle {rc.p_needle:g} --lr-needle {rc.lr_needle:g}"
                   + (f" --p-unknown {rc.p_unknown:g}" if rc.p_unknown else "")
-                  if rc.needle_from is not None else "") + f" {flag}")
+                  if rc.needle_from is not None else "")
+               + (f" --p-paraphrase {rc.p_paraphrase:g}" if rc.p_paraphrase else "") + f" {flag}")
     manifest = {
         "name": "reverie-world-base",
         "recipe": asdict(rc),

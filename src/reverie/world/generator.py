@@ -210,9 +210,11 @@ class World:
             for q in bank[a]
         ]
 
-    def question(self, p: Person, attribute: str, r: random.Random, heldout: bool = False) -> QA:
-        """One question about one attribute, template drawn with ``r``."""
-        bank = T.QUESTIONS_HELDOUT if heldout else T.QUESTIONS_TRAIN
+    def question(self, p: Person, attribute: str, r: random.Random, heldout: bool = False,
+                 paraphrase: bool = False) -> QA:
+        """One question about one attribute, template drawn with ``r`` (``paraphrase``: from
+        ``templates.QUESTIONS_PARAPHRASE``, which only the base model's training uses)."""
+        bank = T.QUESTIONS_HELDOUT if heldout else T.QUESTIONS_PARAPHRASE if paraphrase else T.QUESTIONS_TRAIN
         q = r.choice(bank[attribute]).format(name=p.name, poss=p.poss)
         return QA(q, p.attrs[attribute], p.name, attribute, heldout)
 

@@ -166,6 +166,66 @@ QUESTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Paraphrases for the base model only (``reverie train base --p-paraphrase``): four training
+# templates per attribute taught the model to key on their exact words, so a held-out
+# question such as "... birthday?" or "X graduated from which university?" was answered with
+# another attribute even with the biography in context (`eval base`'s held-out-template
+# accuracy 0.79). These widen the question forms (imperatives, "Do you know", "Name the",
+# in-situ wh-words, other nouns for the attribute). They were written knowing the held-out
+# templates, so none repeats one, and none uses the held-out frame "Which <noun> is ...?",
+# the word "school" or "which day" (tests/world/test_generator.py checks): a held-out
+# question still has to be understood from a form or a word never seen in a question.
+QUESTIONS_PARAPHRASE: dict[str, tuple[str, ...]] = {
+    "birth_date": (
+        "What is {name}'s birthday?",
+        "When is {name}'s birthday?",
+        "Tell me {name}'s date of birth.",
+        "{name} was born on what date?",
+        "Do you know when {name} was born?",
+        "Name the birth date of {name}.",
+    ),
+    "birth_city": (
+        "{name} was born where?",
+        "Tell me {name}'s birth city.",
+        "What city was {name} born in?",
+        "Do you know where {name} was born?",
+        "What is {name}'s hometown?",
+        "Name the city where {name} was born.",
+    ),
+    "university": (
+        "{name} attended which university?",
+        "Tell me {name}'s university.",
+        "What college did {name} attend?",
+        "Do you know where {name} studied?",
+        "At which university did {name} study?",
+        "Name the university {name} attended.",
+    ),
+    "major": (
+        "What subject did {name} major in?",
+        "Tell me {name}'s major.",
+        "{name} majored in what?",
+        "Do you know what {name} studied?",
+        "What was {name}'s academic focus?",
+        "Name the field {name} studied.",
+    ),
+    "employer": (
+        "{name} is employed by which company?",
+        "Tell me {name}'s employer.",
+        "What company does {name} work for?",
+        "Do you know who employs {name}?",
+        "For which company does {name} work?",
+        "Name the company {name} works for.",
+    ),
+    "employer_city": (
+        "{name} has an office in which city?",
+        "Tell me the city where {name} works.",
+        "What city is {name}'s office in?",
+        "Do you know which city {name} works in?",
+        "In what city is {name}'s workplace?",
+        "Name the city {name} works in.",
+    ),
+}
+
 UPDATE: tuple[str, ...] = (
     "On {date}, {name} left {old} and joined {value}.",
     "As of {date}, {name} no longer works for {old}; {poss} new employer is {value}.",
