@@ -28,6 +28,22 @@ def test_embedded_model_reads_in_context_and_knows_base_people():
     assert r["acc_full"] >= 0.75  # the benchmark measures the real figure on 600 questions
     assert r["acc_none"] <= 0.10
     assert r["acc_closed"] >= 0.8
+    from reverie.world.templates import QUESTIONS_HELDOUT
+
+    assert sorted(r["heldout_per_template"]) == sorted(t for ts in QUESTIONS_HELDOUT.values() for t in ts)
+    assert all(0.0 <= v <= 1.0 for v in r["heldout_per_template"].values())
+
+
+def test_per_template_lines_questions_up_with_templates():
+    """``per_template`` counts the i-th held-out question of each person under the i-th template."""
+    from reverie.world import ATTRIBUTES, World, WorldConfig
+    from reverie.world.templates import QUESTIONS_HELDOUT
+
+    world = World(WorldConfig(seed=0))
+    names = [t for a in ATTRIBUTES for t in QUESTIONS_HELDOUT[a]]
+    for p in world.held_out[:3]:
+        qs = world.questions(p, heldout=True)
+        assert [q.question for q in qs] == [t.format(name=p.name, poss=p.poss) for t in names]
 
 
 def test_demo_runs():

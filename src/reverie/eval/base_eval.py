@@ -4,6 +4,8 @@
 * ``acc_none``: the same questions with no context (should be near chance);
 * ``acc_closed``: base-population questions, closed book (knowledge from pretraining);
 * ``acc_full_heldout_templates``: in context, question templates never used in training;
+* ``heldout_per_template``: in context, every held-out template asked about every held-out
+  person, accuracy per template (which forms of question the model cannot read);
 * ``abstain_none``: share of the no-context answers that are "I don't know" (a model trained
   with ``--p-unknown`` abstains about people it never read about instead of guessing).
 """
@@ -14,9 +16,10 @@ import time
 from typing import Any
 
 from reverie.base.model import BaseModel
-from reverie.eval.metrics import abstain_rate
+from reverie.eval.metrics import abstain_rate, exact_match
 from reverie.eval.qa import ask, documents, sample_questions, score
-from reverie.world import World, WorldConfig
+from reverie.world import Person, World, WorldConfig
+from reverie.world.templates import ATTRIBUTES, QUESTIONS_HELDOUT
 
 
 def evaluate(bm: BaseModel, seed: int = 0, n_held_out: int = 100, n_base: int = 500,
@@ -36,7 +39,18 @@ def evaluate(bm: BaseModel, seed: int = 0, n_held_out: int = 100, n_base: int = 
     out["abstain_none"] = round(abstain_rate(none), 4)
     out |= score(ask(bm, base_qas), base_qas).as_dict("acc_closed")
     out |= score(ask(bm, held_tpl, docs), held_tpl).as_dict("acc_full_heldout_templates")
+    out["heldout_per_template"] = per_template(bm, world, people, docs)
     out["eval_s"] = round(time.time() - t0, 1)
     out["n_base_people"] = len(world.base[:n_base])
     out["n_held_out_people"] = len(people)
     return out
+
+
+def per_template(bm: BaseModel, world: World, people: list[Person], docs: dict[str, str]) -> dict[str, float]:
+    """In-context accuracy of each held-out template over ``people`` (every template asked
+    about every person; ``World.questions`` lists them attribute by attribute, template by
+    template, so the i-th question of each person is the i-th template)."""
+    qas = [q for p in people for q in world.questions(p, heldout=True)]
+    hits = [exact_match(a, q.answer) for a, q in zip(ask(bm, qas, docs), qas, strict=True)]
+    names = [t for a in ATTRIBUTES for t in QUESTIONS_HELDOUT[a]]
+    return {t: round(sum(hits[i :: len(names)]) / len(people), 4) for i, t in enumerate(names)}
