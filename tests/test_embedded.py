@@ -34,8 +34,10 @@ def test_embedded_model_reads_in_context_and_knows_base_people():
     assert all(0.0 <= v <= 1.0 for v in r["heldout_per_template"].values())
 
 
-def test_per_template_lines_questions_up_with_templates():
-    """``per_template`` counts the i-th held-out question of each person under the i-th template."""
+def test_questions_carry_the_template_they_were_formatted_from():
+    """``per_template`` groups answers by ``QA.template``."""
+    import random
+
     from reverie.world import ATTRIBUTES, World, WorldConfig
     from reverie.world.templates import QUESTIONS_HELDOUT
 
@@ -44,6 +46,9 @@ def test_per_template_lines_questions_up_with_templates():
     for p in world.held_out[:3]:
         qs = world.questions(p, heldout=True)
         assert [q.question for q in qs] == [t.format(name=p.name, poss=p.poss) for t in names]
+        assert [q.template for q in qs] == names
+        q = world.question(p, "major", random.Random(0), paraphrase=True)
+        assert q.question == q.template.format(name=p.name, poss=p.poss)
 
 
 def test_demo_runs():

@@ -13,13 +13,13 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from typing import Any
 
 from reverie.base.model import BaseModel
 from reverie.eval.metrics import abstain_rate, exact_match
 from reverie.eval.qa import ask, documents, sample_questions, score
 from reverie.world import Person, World, WorldConfig
-from reverie.world.templates import ATTRIBUTES, QUESTIONS_HELDOUT
 
 
 def evaluate(bm: BaseModel, seed: int = 0, n_held_out: int = 100, n_base: int = 500,
@@ -48,9 +48,9 @@ def evaluate(bm: BaseModel, seed: int = 0, n_held_out: int = 100, n_base: int = 
 
 def per_template(bm: BaseModel, world: World, people: list[Person], docs: dict[str, str]) -> dict[str, float]:
     """In-context accuracy of each held-out template over ``people`` (every template asked
-    about every person; ``World.questions`` lists them attribute by attribute, template by
-    template, so the i-th question of each person is the i-th template)."""
+    about every person)."""
     qas = [q for p in people for q in world.questions(p, heldout=True)]
-    hits = [exact_match(a, q.answer) for a, q in zip(ask(bm, qas, docs), qas, strict=True)]
-    names = [t for a in ATTRIBUTES for t in QUESTIONS_HELDOUT[a]]
-    return {t: round(sum(hits[i :: len(names)]) / len(people), 4) for i, t in enumerate(names)}
+    hits: dict[str, list[float]] = defaultdict(list)
+    for a, q in zip(ask(bm, qas, docs), qas, strict=True):
+        hits[q.template].append(exact_match(a, q.answer))
+    return {t: round(sum(h) / len(h), 4) for t, h in hits.items()}

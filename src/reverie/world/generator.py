@@ -54,6 +54,8 @@ class QA:
     person: str
     attribute: str
     heldout_template: bool = False
+    template: str = ""
+    """The template the question was formatted from ("" where none was recorded)."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ class World:
         """Every question about ``p``: all training templates, or all held-out ones."""
         bank = T.QUESTIONS_HELDOUT if heldout else T.QUESTIONS_TRAIN
         return [
-            QA(q.format(name=p.name, poss=p.poss), p.attrs[a], p.name, a, heldout)
+            QA(q.format(name=p.name, poss=p.poss), p.attrs[a], p.name, a, heldout, q)
             for a in T.ATTRIBUTES
             for q in bank[a]
         ]
@@ -215,8 +217,8 @@ class World:
         """One question about one attribute, template drawn with ``r`` (``paraphrase``: from
         ``templates.QUESTIONS_PARAPHRASE``, which only the base model's training uses)."""
         bank = T.QUESTIONS_HELDOUT if heldout else T.QUESTIONS_PARAPHRASE if paraphrase else T.QUESTIONS_TRAIN
-        q = r.choice(bank[attribute]).format(name=p.name, poss=p.poss)
-        return QA(q, p.attrs[attribute], p.name, attribute, heldout)
+        t = r.choice(bank[attribute])
+        return QA(t.format(name=p.name, poss=p.poss), p.attrs[attribute], p.name, attribute, heldout, t)
 
     def haystack(self, n_sentences: int, r: random.Random) -> list[str]:
         """Filler sentences that state no fact about any person."""
