@@ -64,6 +64,7 @@ class Learner:
         targets = memory_targets(self.bm.model, self.bm.n_layers, list(self.injector.target_names()))
         self.memory = Memory(path, fingerprint(self.bm.model), targets, strategy, dict(strategy_kw))
         self._attached = Attached(self.bm.model, self.memory)
+        self._router = None  # a router keyed by another memory's generation would be stale
         self.buffer = memory_buffer(self.memory)
         return self.memory
 
@@ -83,17 +84,18 @@ class Learner:
 
     def bank_pieces(self, text: str) -> list[tuple[str, dict]]:
         """How ``text`` goes into a bank: as itself, or, when longer than the window, as chunks
-        of at most ``CHUNK_TOKENS`` tokens cut where its subject changes
+        of at most ``CHUNK_TOKENS`` tokens (also when it fits the window but not beside a
+        probe question: ``PROBE_ROOM``) cut where its subject changes
         (reverie.memory.route.subject_chunks), each to be its own item; with each piece, the
         ledger fields that tie it to its document (``document_sha256``, ``chunk``, ``chunks``)
         and its routing ``key``. Summing many chunk adapters into one fails (``reverie bench
         long``); kept apart, a question is answered under the chunks that name what it asks."""
         import hashlib
 
-        from reverie.memory.route import chunk_keys, subject_chunks
+        from reverie.memory.route import PROBE_ROOM, chunk_keys, subject_chunks
 
         inj = self.injector
-        if not isinstance(inj, HyperInjector) or len(inj.chunks(text)) <= 1:
+        if not isinstance(inj, HyperInjector) or len(inj.chunks(text)) <= 1 and inj.n_tokens(text) <= inj.limit - PROBE_ROOM:
             return [(text, {})]
         cs = subject_chunks(text, inj.n_tokens)
         sha = hashlib.sha256(text.encode()).hexdigest()
@@ -181,6 +183,11 @@ class Learner:
         return mem.as_adapter().save(path, self.bm.path)
 
     def close(self) -> None:
+        """Detach the memory: the model's weights are the base model's again (a model shared
+        with another learner then starts clean), and the memory's files are released."""
+        if self._attached is not None:
+            self._attached.detach()
+            self._attached = None
         if self.memory is not None:
             self.memory.close()
 

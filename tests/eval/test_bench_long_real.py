@@ -21,10 +21,11 @@ def test_bench_long_tiny(tmp_path):
     learner = Learner.load()
     r = bl.run(learner.bm, learner.injector, seed=0, n_per_length=4, lengths=(2,), needle_trials=1)
     for k in ("qa_2x", "qa_2x_concat", "qa_2x_svd", "qa_2x_bank", "qa_2x_full_truncated", "qa_2x_rag", "needle_2x",
-              "needle_digits_2x"):
+              "needle_digits_2x", "needle_memory_2x", "needle_memory_digits_2x"):
         assert 0.0 <= r[k] <= (10.0 if k == "qa_2x" else 1.0), k
     assert r["adapter_bytes"]["svd"]["2x"] < r["adapter_bytes"]["concat"]["2x"]
-    assert len(r["needle_2x_by_depth"]) == bl.DEPTHS
+    assert len(r["needle_2x_by_depth"]) == len(r["needle_memory_2x_by_depth"]) == bl.DEPTHS
+    assert r["needle_memory_sleep_s_2x"] > 0 and r["needle_inject_s_2x"] > 0
     r["command"], r["seed"] = "reverie bench long", 0
     pngs = bl.plot(r, tmp_path / "bench_long.png")
     assert all(p.stat().st_size > 1000 for p in pngs)

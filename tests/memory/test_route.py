@@ -53,6 +53,21 @@ def test_the_router_names_the_item_and_abstains_on_strangers():
     assert r.route("") is None
 
 
+def test_a_question_that_names_nothing_goes_by_probe_questions_or_nowhere():
+    r = KeyRouter()
+    r.add("bio", key_phrases(BIO), questions=["Where was Charles Miles born?"])
+    r.add("hay", ["local", "farmers"], questions=["What is the special magic number?"])
+    r.add("bare", ["rain"])  # no probes: never reached without a name
+    assert r.route("What is the special magic number?") == "hay"
+    assert r.route("What is the magic number?") == "hay"  # a near copy
+    assert r.route("What is the weather like?") is None
+    assert r.route("Where was Charles Miles born?") == "bio"
+    r.add("hay2", ["rain"], questions=["What is the special magic number?"])
+    assert r.route("What is the special magic number?") == "hay2"  # the newest wins a tie
+    r.remove("hay2")
+    assert r.route("What is the special magic number?") == "hay"
+
+
 def test_the_newest_item_about_a_name_wins_and_removal_works():
     r = KeyRouter()
     r.add("old", key_phrases(BIO))
@@ -168,6 +183,41 @@ def test_a_long_text_goes_into_a_bank_as_chunk_items_answered_together(tmp_path,
         hits += learner.ask(f"Where was {p.name} born?", working=False) == p.attrs["birth_city"]
     assert hits >= len(people) // 2  # bench long measures this properly; here: it works end to end
     learner.close()
+
+
+@pytest.mark.slow
+def test_a_magic_number_deep_in_a_long_haystack_is_recalled_after_sleep(tmp_path):
+    """The needle past the window, as a user stores it: read, sleep (chunks, each probed and
+    repaired), then asked with no context; the model is the base model again once closed."""
+    from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
+
+    hay = World().haystack(80, random.Random(3))  # about 4 windows
+    text = " ".join(hay[:11] + [NEEDLE.format(value="7305182")] + hay[11:])
+    learner = Learner.load(memory=tmp_path / "m", strategy="bank")
+    assert learner.injector.n_tokens(text) > 3 * learner.bm.max_length
+    before = learner.ask(NEEDLE_QUESTION, working=False)
+    learner.read(text)
+    rep = learner.sleep()
+    assert rep["consolidated"] >= 4
+    [item] = learner.routes(NEEDLE_QUESTION)
+    assert "7305182" in learner.memory.item(item)["probes"][0][1]
+    assert learner.ask(NEEDLE_QUESTION, working=False) == "7305182"
+    learner.close()
+    assert learner.bm.answer(NEEDLE_QUESTION) == before  # detached: the base model's weights
+
+
+def test_a_text_that_fits_the_window_but_not_beside_a_question_is_chunked_into_a_bank():
+    from reverie.memory.route import PROBE_ROOM
+
+    learner = Learner.load()
+    inj = learner.injector
+    hay = World().haystack(40, random.Random(0))
+    n = max(k for k in range(len(hay)) if inj.n_tokens(" ".join(hay[:k])) <= inj.limit)
+    text = " ".join(hay[:n])
+    assert inj.n_tokens(text) > inj.limit - PROBE_ROOM and len(inj.chunks(text)) == 1
+    assert len(learner.bank_pieces(text)) > 1
+    short = " ".join(hay[:3])
+    assert learner.bank_pieces(short) == [(short, {})]
 
 
 def test_the_guard_measures_a_bank_item_only_when_a_probe_routes_to_it(tmp_path):

@@ -26,6 +26,17 @@ def test_prober_asks_only_what_a_partial_text_states():
     assert WorldProber().questions("The weather in the valley changed slowly over the afternoon.") == []
 
 
+def test_prober_asks_for_a_magic_number_wherever_it_stands():
+    from reverie.sleep.probe import NEEDLE_KEY
+    from reverie.world.templates import NEEDLE, NEEDLE_QUESTION
+
+    hay = World().haystack(6, random.Random(0))
+    for at in (0, 3, 6):
+        text = " ".join(hay[:at] + [NEEDLE.format(value="4821930")] + hay[at:])
+        assert WorldProber().questions(text) == [(NEEDLE_QUESTION, NEEDLE_KEY)]
+    assert WorldProber().questions(" ".join(hay)) == []
+
+
 def test_stream_questions_are_about_earlier_days_with_values_of_that_day():
     w = World()
     s = make_stream(w, StreamConfig(days=10), seed=1)

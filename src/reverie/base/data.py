@@ -32,12 +32,14 @@ Segment = tuple[list[int], list[int]]
 class Segmenter:
     """Turns world items into (ids, labels) segments for one tokenizer."""
 
-    def __init__(self, tokenizer, world: World, p_paraphrase: float = 0.0):
+    def __init__(self, tokenizer, world: World, p_paraphrase: float = 0.0, p_synonym: float = 0.0):
         self.tok = tokenizer
         self.world = world
         self.bos = tokenizer.bos_token_id
         self.p_paraphrase = p_paraphrase
         """Share of questions drawn from ``templates.QUESTIONS_PARAPHRASE`` (base training)."""
+        self.p_synonym = p_synonym
+        """Share of biography sentences phrased from ``templates.BIO_SYNONYM``."""
 
     def question(self, p: Person, attribute: str, r: random.Random) -> QA:
         """A training question, or with ``p_paraphrase`` a paraphrase (no extra draw at 0,
@@ -60,7 +62,7 @@ class Segmenter:
         return ids, lab
 
     def bio(self, p: Person, r: random.Random) -> Segment:
-        ids = [self.bos] + self.enc(self.world.biography(p, r))
+        ids = [self.bos] + self.enc(self.world.biography(p, r, self.p_synonym))
         return ids, [IGNORE] + ids[1:]
 
     def context(self, p: Person, r: random.Random, partial: bool, focus: tuple[str, ...] = ()) -> Segment:
@@ -71,7 +73,7 @@ class Segmenter:
             attrs = r.sample(attrs, r.randint(1, len(attrs)))
             attrs += [a for a in focus if a not in attrs]
             p = Person(p.name, p.gender, {a: p.attrs[a] for a in attrs})
-        doc = self.world.biography(p, r)
+        doc = self.world.biography(p, r, self.p_synonym)
         asked = r.sample(attrs, r.randint(1, len(attrs)))
         if focus:  # (no extra draws without focus: stage 1 data stays as it was)
             asked += [a for a in focus if a not in asked]

@@ -16,13 +16,19 @@ key routing, within one document).
 Needle: a "special magic number" sentence at 10 depths in world haystack text of each
 length, injected (``concat``), then asked for with no context; and in context at 1x.
 ``needle_digits_<L>x``: the share of the seven digit places answered right (partial credit,
-to follow a needle stage that has not yet reached exact answers).
+to follow a needle stage that has not yet reached exact answers). ``needle_memory_<L>x``:
+the same haystack read into a fresh ``bank`` memory and slept on, as a user stores a text
+(``reverie read`` then ``reverie sleep``): cut into chunks, each chunk's adapter checked at
+sleep on its probes (the magic number, read by the model with the chunk in context) and
+repaired where it misses, then asked; ``needle_memory_sleep_s`` is the mean sleep time per
+haystack, beside ``needle_inject_s`` (one injection of the whole haystack).
 """
 
 from __future__ import annotations
 
 import random
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,7 @@ from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.chunks import combine
 from reverie.hypernet.injectors import HyperInjector
 from reverie.hypernet.lora import applied
+from reverie.learner import Learner
 from reverie.memory.route import KeyRouter, chunk_keys, subject_chunks
 from reverie.utils import progress
 from reverie.world import World, WorldConfig
@@ -65,6 +72,27 @@ def bank_route(ads: list[Adapter], router: KeyRouter, question: str) -> Adapter:
         return combine(hit, "concat", 0)
     doc, bias = ads[0].parts()
     return Adapter(bias if bias is not None else {t: (A * 0, B * 0) for t, (A, B) in doc.items()}, 1.0)
+
+
+def _digits(answer: str, value: str) -> float:
+    """Share of the number's digit places answered right (zip stops at the shorter: an
+    answer shorter than the number misses the rest)."""
+    return sum(a == b for a, b in zip(answer.strip(), value, strict=False)) / len(value)
+
+
+def _needle_memory(learner: Learner, text: str) -> tuple[str, float]:
+    """``text`` read into a fresh bank memory and slept on, then the needle question asked
+    with no context; returns (answer, sleep seconds). The model is the base model again after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        learner.open_memory(Path(tmp) / "memory", strategy="bank")
+        try:
+            learner.read(text)
+            t0 = time.perf_counter()
+            learner.sleep()
+            took = time.perf_counter() - t0
+            return learner.ask(NEEDLE_QUESTION, working=False).strip(), took
+        finally:
+            learner.close()
 
 
 def _variant(inj: HyperInjector, combine: str, chunk_tokens: int | None) -> HyperInjector:
@@ -108,6 +136,7 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
     bytes_: dict[str, dict[str, int]] = {k: {} for k in [*variants, "bank"]}
     latency: dict[str, dict[str, float]] = {"inject": {}, "full": {}}
     offset = 0
+    learner = Learner(bm, inj)  # the needle's memory condition: a fresh bank per haystack
     with progress() as bar:
         task = bar.add_task("bench long", total=len(lengths) * 2)
         for mult in lengths:
@@ -150,25 +179,41 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
             grid: list[float] = []
             in_ctx: list[float] = []
             digits: list[float] = []  # partial credit: share of the seven digit places right
+            mem_grid: list[float] = []
+            mem_digits: list[float] = []
+            sleep_s: list[float] = []
+            inject_s: list[float] = []
             for d in range(DEPTHS):
                 hits = []
+                mem_hits = []
                 for _ in range(needle_trials):
                     value = str(r.randint(1_000_000, 9_999_999))
                     hay = world.haystack(int(mult * window / 12), r)
                     at = round(d / (DEPTHS - 1) * len(hay))
                     text = " ".join(hay[:at] + [NEEDLE.format(value=value)] + hay[at:])
+                    t0 = time.perf_counter()
                     ad = variants["concat"].inject(text)
+                    inject_s.append(time.perf_counter() - t0)
                     with applied(bm.model, ad.factors, ad.scale):
                         ans = bm.answer(NEEDLE_QUESTION)
                     hits.append(float(ans.strip() == value))
-                    # zip stops at the shorter: an answer shorter than the number misses the rest
-                    digits.append(sum(a == b for a, b in zip(ans.strip(), value, strict=False)) / len(value))
+                    digits.append(_digits(ans, value))
                     if mult == 1:
                         in_ctx.append(float(bm.answer(NEEDLE_QUESTION, text).strip() == value))
+                    ans, took = _needle_memory(learner, text)
+                    mem_hits.append(float(ans == value))
+                    mem_digits.append(_digits(ans, value))
+                    sleep_s.append(took)
                 grid.append(statistics.mean(hits))
+                mem_grid.append(statistics.mean(mem_hits))
             out[f"needle_{key}"] = round(statistics.mean(grid), 4)
             out[f"needle_{key}_by_depth"] = [round(g, 3) for g in grid]
             out[f"needle_digits_{key}"] = round(statistics.mean(digits), 4)
+            out[f"needle_memory_{key}"] = round(statistics.mean(mem_grid), 4)
+            out[f"needle_memory_{key}_by_depth"] = [round(g, 3) for g in mem_grid]
+            out[f"needle_memory_digits_{key}"] = round(statistics.mean(mem_digits), 4)
+            out[f"needle_memory_sleep_s_{key}"] = round(statistics.mean(sleep_s), 3)
+            out[f"needle_inject_s_{key}"] = round(statistics.mean(inject_s), 4)
             if in_ctx:
                 out["needle_in_context_1x"] = round(statistics.mean(in_ctx), 4)
             bar.advance(task)
@@ -207,16 +252,19 @@ def plot(result: dict[str, Any], path: Path) -> list[Path]:
     p1 = path.with_suffix(".png")
     fig.savefig(p1, dpi=110)
     plt.close(fig)
-    grid = [result[f"needle_{m}x_by_depth"] for m in lengths]  # (lengths, depths)
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    im = ax.imshow(torch.tensor(grid).T.numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
-    ax.set_xticks(range(len(lengths)), [f"{m}x" for m in lengths])
-    ax.set_yticks(range(DEPTHS), [f"{d / (DEPTHS - 1):.0%}" for d in range(DEPTHS)], fontsize=7)
-    ax.set_xlabel("haystack length")
-    ax.set_ylabel("needle depth")
-    ax.set_title("needle accuracy after injection (no context)", fontsize=9)
-    fig.colorbar(im)
-    fig.tight_layout()
+    panels = [("needle_{}x_by_depth", "injected (concat), no context")]
+    if f"needle_memory_{lengths[0]}x_by_depth" in result:
+        panels.append(("needle_memory_{}x_by_depth", "read into a bank memory, slept on"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1, 3.4), squeeze=False)
+    for ax, (field, title) in zip(axes[0], panels, strict=True):
+        grid = [result[field.format(m)] for m in lengths]  # (lengths, depths)
+        im = ax.imshow(torch.tensor(grid).T.numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+        ax.set_xticks(range(len(lengths)), [f"{m}x" for m in lengths])
+        ax.set_yticks(range(DEPTHS), [f"{d / (DEPTHS - 1):.0%}" for d in range(DEPTHS)], fontsize=7)
+        ax.set_xlabel("haystack length")
+        ax.set_ylabel("needle depth")
+        ax.set_title(f"needle exact: {title}", fontsize=8)
+    fig.colorbar(im, ax=list(axes[0]))
     p2 = path.with_name(path.stem + "_needle.png")
     fig.savefig(p2, dpi=110)
     plt.close(fig)

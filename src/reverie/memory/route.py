@@ -10,7 +10,9 @@ unrelated questions are untouched). Two routers, in a registry:
   A question goes to the item whose key contains every capitalised phrase of the question
   (as a contiguous run of one of its phrases), preferring whole-phrase matches, then the
   item whose active probe questions (written at sleep) read most like the question, then
-  the newest item; a question naming something no item contains goes to none. Matching whole phrases
+  the newest item; a question naming something no item contains goes to none, and one
+  that names nothing goes to the item whose probe questions it matches (``PROBE_MATCH``),
+  or to none. Matching whole phrases
   rather than words is what keeps a base-population "Charles Smith" away from an item
   about "Charles Miles" who works for "Smith Ltd" (word coverage routed 12% of unrelated
   questions somewhere at T = 1000; see ``reverie bench sequential``).
@@ -46,6 +48,17 @@ where the subject changes (:func:`subject_chunks`), each its own item: about one
 ``reverie bench long`` (seed 0), bank QA over single injection at 1/2/4/8x: 1.00 / 1.00 /
 1.02 / 1.00 at 64 tokens; 0.97 / 1.00 / 1.00 / 0.91 at 48; 0.94 / 1.00 / 1.00 / 1.00 at 96;
 0.88 / 0.86 / 0.79 / 0.75 with 48-token chunks cut on length alone."""
+PROBE_MATCH = 0.6
+"""A question that names nothing (no capitalised phrase past its first word: "What is the
+special magic number?") has no key to look up; it goes to the item whose probe questions
+it matches this well (Jaccard overlap of their word sets), or to none. 0.6 takes the probe's
+own question and near copies ("What is the magic number?": 0.83) and leaves a question that
+shares only its frame ("What is the capital of France?": 0.33)."""
+PROBE_ROOM = 32
+"""Tokens a question needs beside its text in the window. A text that fits the window but not
+with a question goes into a bank as chunks too: sleep reads each item's text in context to
+answer its probes, and the window keeps a prompt's end, so the text's opening would be cut
+(a magic number in the first sentences of a window-long haystack was probed wrongly)."""
 MAX_ROUTES = 4
 """Most chunks of one document a question is answered under (their adapters summed): a
 person's sentences may straddle two chunks."""
@@ -239,7 +252,7 @@ class KeyRouter(Router):
             if p:
                 need.append(p[:MAX_GRAM])
         if not need:
-            return []
+            return self._by_probes(question)
         cands: set[int] | None = None
         for p in need:
             c = self.grams.get(" ".join(p), set())
@@ -261,6 +274,14 @@ class KeyRouter(Router):
 
         order = sorted(cands, key=rank, reverse=True)
         return [i for n in order if (i := self.ids[n]) is not None]
+
+    def _by_probes(self, question: str) -> list[str]:
+        """Items whose probe questions match a question that names nothing, best (then
+        newest) first; O(items), but such questions are rare in a memory of people."""
+        bag = _bag(question)
+        scored = [(max((len(bag & q) / len(bag | q) for q in qs), default=0.0), n)
+                  for n, qs in enumerate(self._questions) if qs and self.ids[n] is not None]
+        return [i for s, n in sorted(scored, reverse=True) if s >= PROBE_MATCH and (i := self.ids[n]) is not None]
 
     def route(self, question: str) -> str | None:
         c = self.candidates(question)

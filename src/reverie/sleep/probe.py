@@ -20,7 +20,7 @@ from functools import cache
 
 from reverie.base.model import BaseModel
 from reverie.utils import registrar
-from reverie.world.templates import BIO, QUESTIONS_TRAIN
+from reverie.world.templates import BIO, NEEDLE, NEEDLE_QUESTION, QUESTIONS_TRAIN
 
 PROBERS: dict[str, type[Prober]] = {}
 register_prober = registrar(PROBERS)
@@ -63,17 +63,27 @@ def _sentence_patterns() -> list[tuple[str, re.Pattern[str]]]:
     return out
 
 
+_NEEDLE = re.compile("^" + re.escape(NEEDLE).replace(re.escape("{value}"), r"\S+?") + "$")
+NEEDLE_KEY = "|magic_number"
+"""The probe key of a "special magic number" sentence (no person: the number stands alone)."""
+
+
 @register_prober("world")
 class WorldProber(Prober):
     """Reads the world's biography sentences: who each is about (the full name, carried to
     later sentences that use a first name or pronoun) and which attribute it states; asks
-    every training question template about each stated attribute."""
+    every training question template about each stated attribute. A "special magic number"
+    sentence (the needle of ``reverie bench long``) is asked for with its one question."""
 
     def questions(self, text: str) -> list[tuple[str, str]]:
         stated: dict[str, list[str]] = {}  # name -> attributes, in order
         poss: dict[str, str] = {}  # name -> his | her, where the text tells
         name = None
+        needle = False
         for sent in re.split(r"(?<=\.)\s+", text.strip()):
+            if _NEEDLE.match(sent):
+                needle = True
+                continue
             for attr, rx in _sentence_patterns():
                 m = rx.match(sent)
                 if m is None:
@@ -97,6 +107,8 @@ class WorldProber(Prober):
                     if "{poss}" in tpl and who not in poss:
                         continue
                     out.append((tpl.format(name=who, poss=poss.get(who, "")), f"{who}|{attr}"))
+        if needle:
+            out.append((NEEDLE_QUESTION, NEEDLE_KEY))
         return out
 
 

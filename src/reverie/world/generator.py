@@ -181,8 +181,11 @@ class World:
         return SkillStream(self, seed)
 
     # ---- text --------------------------------------------------------------------------
-    def biography(self, p: Person, r: random.Random) -> str:
+    def biography(self, p: Person, r: random.Random, p_synonym: float = 0.0) -> str:
         """One biography of ``p``: a random phrasing per attribute, sentences shuffled.
+
+        ``p_synonym``: share of sentences phrased from ``templates.BIO_SYNONYM`` (base
+        training only; no extra draw at 0, so every other caller's text is as it was).
 
         Only the attributes present in ``p.attrs`` are stated (a partial biography).
 
@@ -193,7 +196,7 @@ class World:
         r.shuffle(order)
         sents = []
         for i, a in enumerate(order):
-            tpl = r.choice(T.BIO[a])
+            tpl = r.choice(T.BIO_SYNONYM[a] if p_synonym and r.random() < p_synonym else T.BIO[a])
             pronoun_ok = tpl.startswith("{subj} ")
             if i == 0:
                 subj = p.name

@@ -98,6 +98,54 @@ BIO: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Biography phrasings for the base model only (``reverie train base --p-synonym``): other
+# everyday words for each attribute (school and college for a university, day for a date,
+# town for a city, firm for an employer...). A model trained from scratch on this world knows
+# only the words its corpus uses, and `eval base`'s held-out-template accuracy showed two
+# questions failing on a word alone: "Which day is X's birthday?" (0.00) and "Which school did
+# X go to?" (0.02), answered with a major. A pretrained model learns such synonyms from text
+# that uses them in the same places; these sentences give ours that text. They are statements,
+# never questions: no question template, training or held-out, is added by them
+# (tests/world/test_generator.py checks). The shipped benchmarks' documents never use them.
+BIO_SYNONYM: dict[str, tuple[str, ...]] = {
+    "birth_date": (
+        "{subj}'s day of birth is {value}.",
+        "The day {subj} was born was {value}.",
+        "{subj}'s birthday is the day of {value}.",
+        "{subj} was born on the day of {value}.",
+    ),
+    "birth_city": (
+        "{subj} was born in the town of {value}.",
+        "{subj}'s native town is {value}.",
+        "{subj} started life in the town of {value}.",
+        "{subj}'s place of birth is the city of {value}.",
+    ),
+    "university": (
+        "{subj} went to school at {value}.",
+        "{subj}'s school was {value}.",
+        "{subj} went to college at {value}.",
+        "{subj}'s alma mater is {value}.",
+    ),
+    "major": (
+        "{subj}'s subject was {value}.",
+        "{subj} read {value} at university.",
+        "{subj}'s discipline was {value}.",
+        "{subj} took {poss} degree in the field of {value}.",
+    ),
+    "employer": (
+        "{subj} works at the firm {value}.",
+        "{subj}'s company is {value}.",
+        "{subj} is on the payroll of {value}.",
+        "{subj} has worked at the company {value} for years.",
+    ),
+    "employer_city": (
+        "{subj}'s place of work is in {value}.",
+        "{subj} works in the town of {value}.",
+        "{subj} travels to {value} for work every day.",
+        "{subj} has {poss} workplace in the city of {value}.",
+    ),
+}
+
 # Training question templates (never change their order: seeds index into them).
 QUESTIONS_TRAIN: dict[str, tuple[str, ...]] = {
     "birth_date": (
