@@ -228,8 +228,10 @@ def sleep_cmd(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = 
     if as_json:
         sys.stdout.write(json.dumps(rep) + "\n")
     else:
-        out.print(f"consolidated {rep['consolidated']} of {rep['observations']} observations "
-                  f"({rep['refused']} refused by the guard, {rep['discarded']} discarded, {rep['superseded']} facts superseded), "
+        # A long text goes into a bank as several chunk items: count items, not observations.
+        repaired = f", {rep['repaired']} repaired" if rep.get("repaired") else ""
+        out.print(f"{rep['observations']} observations: {rep['consolidated']} items stored "
+                  f"({rep['refused']} refused by the guard, {rep['discarded']} discarded, {rep['superseded']} facts superseded{repaired}), "
                   f"replayed {rep['replay_rows']} probes in {rep['sleep_s']:.1f} s", highlight=False)
 
 

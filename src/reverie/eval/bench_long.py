@@ -21,7 +21,9 @@ the same haystack read into a fresh ``bank`` memory and slept on, as a user stor
 (``reverie read`` then ``reverie sleep``): cut into chunks, each chunk's adapter checked at
 sleep on its probes (the magic number, read by the model with the chunk in context) and
 repaired where it misses, then asked; ``needle_memory_sleep_s`` is the mean sleep time per
-haystack, beside ``needle_inject_s`` (one injection of the whole haystack).
+haystack, beside ``needle_inject_s`` (one injection of the whole haystack), and
+``needle_memory_repaired`` the share of haystacks where sleep had to repair an item (the
+needle's chunk, or another whose probes failed).
 """
 
 from __future__ import annotations
@@ -80,17 +82,18 @@ def _digits(answer: str, value: str) -> float:
     return sum(a == b for a, b in zip(answer.strip(), value, strict=False)) / len(value)
 
 
-def _needle_memory(learner: Learner, text: str) -> tuple[str, float]:
+def _needle_memory(learner: Learner, text: str) -> tuple[str, float, bool]:
     """``text`` read into a fresh bank memory and slept on, then the needle question asked
-    with no context; returns (answer, sleep seconds). The model is the base model again after."""
+    with no context; returns (answer, sleep seconds, whether sleep repaired an item). The
+    model is the base model again after."""
     with tempfile.TemporaryDirectory() as tmp:
         learner.open_memory(Path(tmp) / "memory", strategy="bank")
         try:
             learner.read(text)
             t0 = time.perf_counter()
-            learner.sleep()
+            rep = learner.sleep()
             took = time.perf_counter() - t0
-            return learner.ask(NEEDLE_QUESTION, working=False).strip(), took
+            return learner.ask(NEEDLE_QUESTION, working=False).strip(), took, bool(rep.get("repaired"))
         finally:
             learner.close()
 
@@ -182,6 +185,7 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
             mem_grid: list[float] = []
             mem_digits: list[float] = []
             sleep_s: list[float] = []
+            repaired: list[bool] = []  # a chunk's one-pass write missed the number: sleep fitted a correction
             inject_s: list[float] = []
             for d in range(DEPTHS):
                 hits = []
@@ -200,7 +204,8 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
                     digits.append(_digits(ans, value))
                     if mult == 1:
                         in_ctx.append(float(bm.answer(NEEDLE_QUESTION, text).strip() == value))
-                    ans, took = _needle_memory(learner, text)
+                    ans, took, fixed = _needle_memory(learner, text)
+                    repaired.append(fixed)
                     mem_hits.append(float(ans == value))
                     mem_digits.append(_digits(ans, value))
                     sleep_s.append(took)
@@ -213,6 +218,7 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
             out[f"needle_memory_{key}_by_depth"] = [round(g, 3) for g in mem_grid]
             out[f"needle_memory_digits_{key}"] = round(statistics.mean(mem_digits), 4)
             out[f"needle_memory_sleep_s_{key}"] = round(statistics.mean(sleep_s), 3)
+            out[f"needle_memory_repaired_{key}"] = round(statistics.mean(repaired), 4)
             out[f"needle_inject_s_{key}"] = round(statistics.mean(inject_s), 4)
             if in_ctx:
                 out["needle_in_context_1x"] = round(statistics.mean(in_ctx), 4)
@@ -255,14 +261,15 @@ def plot(result: dict[str, Any], path: Path) -> list[Path]:
     panels = [("needle_{}x_by_depth", "injected (concat), no context")]
     if f"needle_memory_{lengths[0]}x_by_depth" in result:
         panels.append(("needle_memory_{}x_by_depth", "read into a bank memory, slept on"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1, 3.4), squeeze=False)
-    for ax, (field, title) in zip(axes[0], panels, strict=True):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1, 3.4), squeeze=False, layout="constrained")
+    for j, (ax, (field, title)) in enumerate(zip(axes[0], panels, strict=True)):
         grid = [result[field.format(m)] for m in lengths]  # (lengths, depths)
         im = ax.imshow(torch.tensor(grid).T.numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
         ax.set_xticks(range(len(lengths)), [f"{m}x" for m in lengths])
-        ax.set_yticks(range(DEPTHS), [f"{d / (DEPTHS - 1):.0%}" for d in range(DEPTHS)], fontsize=7)
+        ax.set_yticks(range(DEPTHS), [f"{d / (DEPTHS - 1):.0%}" for d in range(DEPTHS)] if j == 0 else [], fontsize=7)
         ax.set_xlabel("haystack length")
-        ax.set_ylabel("needle depth")
+        if j == 0:
+            ax.set_ylabel("needle depth")
         ax.set_title(f"needle exact: {title}", fontsize=8)
     fig.colorbar(im, ax=list(axes[0]))
     p2 = path.with_name(path.stem + "_needle.png")
