@@ -45,37 +45,20 @@ def test_phrasings_and_templates():
 
 
 def test_paraphrases_never_repeat_a_held_out_form():
-    """The base model's paraphrases widen the question forms without handing it the held-out
-    ones: no held-out template, no "Which <noun> is" frame, no "school", no "which day"."""
+    """The base model's paraphrases and "Which <noun>" questions widen the question forms
+    without handing it the held-out ones: no held-out template, no "Which <noun> is" frame,
+    no "school", no "which day"."""
     held = {t for a in ATTRIBUTES for t in T.QUESTIONS_HELDOUT[a]}
-    for a in ATTRIBUTES:
-        para = T.QUESTIONS_PARAPHRASE[a]
-        assert len(para) >= 4 and len(set(para)) == len(para)
-        assert not set(para) & (held | set(T.QUESTIONS_TRAIN[a]))
-        for t in para:
-            low = t.lower()
-            assert "{name}" in t and "school" not in low and "which day" not in low
-            assert not re.match(r"which \w+ is ", low), t
-
-
-def test_synonym_phrasings_are_statements_not_questions(world):
-    """The base model's synonym phrasings teach words through statements: none is a question
-    or shares a held-out template's frame, and each still states the attribute's value."""
-    for a in ATTRIBUTES:
-        syn = T.BIO_SYNONYM[a]
-        assert len(syn) >= 3 and not set(syn) & set(T.BIO[a])
-        for t in syn:
-            assert t.endswith(".") and "?" not in t and "{value}" in t and "{subj}" in t
-            assert not re.match(r"which ", t.lower())
-    r = random.Random(0)
-    p = world.held_out[0]
-    bio = world.biography(p, r, p_synonym=1.0)
-    assert all(v in bio for v in p.attrs.values())
-    synonym_sentences = {t.format(subj=s, poss=p.poss, pron=p.pron, value=p.attrs[a])
-                         for a in ATTRIBUTES for t in T.BIO_SYNONYM[a] for s in (p.name, p.first, p.pron.capitalize())}
-    assert all(s + "." in synonym_sentences for s in bio.rstrip(".").split(". "))
-    # p_synonym=0 draws nothing extra: everyone else's text is unchanged
-    assert world.biography(p, random.Random(5)) == world.biography(p, random.Random(5), p_synonym=0.0)
+    for bank in (T.QUESTIONS_PARAPHRASE, T.QUESTIONS_WHICH):
+        for a in ATTRIBUTES:
+            para = bank[a]
+            assert len(para) >= 4 and len(set(para)) == len(para)
+            assert not set(para) & (held | set(T.QUESTIONS_TRAIN[a]))
+            for t in para:
+                low = t.lower()
+                assert "{name}" in t and "school" not in low and "which day" not in low
+                assert not re.match(r"which \w+ is ", low), t
+    assert all(t.startswith("Which ") for a in ATTRIBUTES for t in T.QUESTIONS_WHICH[a])
 
 
 def test_biography_states_every_attribute(world):

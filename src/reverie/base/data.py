@@ -32,18 +32,20 @@ Segment = tuple[list[int], list[int]]
 class Segmenter:
     """Turns world items into (ids, labels) segments for one tokenizer."""
 
-    def __init__(self, tokenizer, world: World, p_paraphrase: float = 0.0, p_synonym: float = 0.0):
+    def __init__(self, tokenizer, world: World, p_paraphrase: float = 0.0, p_which: float = 0.0):
         self.tok = tokenizer
         self.world = world
         self.bos = tokenizer.bos_token_id
         self.p_paraphrase = p_paraphrase
         """Share of questions drawn from ``templates.QUESTIONS_PARAPHRASE`` (base training)."""
-        self.p_synonym = p_synonym
-        """Share of biography sentences phrased from ``templates.BIO_SYNONYM``."""
+        self.p_which = p_which
+        """Share of questions drawn from ``templates.QUESTIONS_WHICH`` (drawn first)."""
 
     def question(self, p: Person, attribute: str, r: random.Random) -> QA:
         """A training question, or with ``p_paraphrase`` a paraphrase (no extra draw at 0,
         so recipes without paraphrases see the batches they always saw)."""
+        if self.p_which and r.random() < self.p_which:  # (no draw at 0: older recipes' data stays)
+            return self.world.question(p, attribute, r, which=True)
         para = bool(self.p_paraphrase) and r.random() < self.p_paraphrase
         return self.world.question(p, attribute, r, paraphrase=para)
 
@@ -62,7 +64,7 @@ class Segmenter:
         return ids, lab
 
     def bio(self, p: Person, r: random.Random) -> Segment:
-        ids = [self.bos] + self.enc(self.world.biography(p, r, self.p_synonym))
+        ids = [self.bos] + self.enc(self.world.biography(p, r))
         return ids, [IGNORE] + ids[1:]
 
     def context(self, p: Person, r: random.Random, partial: bool, focus: tuple[str, ...] = ()) -> Segment:
@@ -73,7 +75,7 @@ class Segmenter:
             attrs = r.sample(attrs, r.randint(1, len(attrs)))
             attrs += [a for a in focus if a not in attrs]
             p = Person(p.name, p.gender, {a: p.attrs[a] for a in attrs})
-        doc = self.world.biography(p, r, self.p_synonym)
+        doc = self.world.biography(p, r)
         asked = r.sample(attrs, r.randint(1, len(attrs)))
         if focus:  # (no extra draws without focus: stage 1 data stays as it was)
             asked += [a for a in focus if a not in asked]

@@ -181,11 +181,8 @@ class World:
         return SkillStream(self, seed)
 
     # ---- text --------------------------------------------------------------------------
-    def biography(self, p: Person, r: random.Random, p_synonym: float = 0.0) -> str:
+    def biography(self, p: Person, r: random.Random) -> str:
         """One biography of ``p``: a random phrasing per attribute, sentences shuffled.
-
-        ``p_synonym``: share of sentences phrased from ``templates.BIO_SYNONYM`` (base
-        training only; no extra draw at 0, so every other caller's text is as it was).
 
         Only the attributes present in ``p.attrs`` are stated (a partial biography).
 
@@ -196,7 +193,7 @@ class World:
         r.shuffle(order)
         sents = []
         for i, a in enumerate(order):
-            tpl = r.choice(T.BIO_SYNONYM[a] if p_synonym and r.random() < p_synonym else T.BIO[a])
+            tpl = r.choice(T.BIO[a])
             pronoun_ok = tpl.startswith("{subj} ")
             if i == 0:
                 subj = p.name
@@ -216,10 +213,12 @@ class World:
         ]
 
     def question(self, p: Person, attribute: str, r: random.Random, heldout: bool = False,
-                 paraphrase: bool = False) -> QA:
+                 paraphrase: bool = False, which: bool = False) -> QA:
         """One question about one attribute, template drawn with ``r`` (``paraphrase``: from
-        ``templates.QUESTIONS_PARAPHRASE``, which only the base model's training uses)."""
-        bank = T.QUESTIONS_HELDOUT if heldout else T.QUESTIONS_PARAPHRASE if paraphrase else T.QUESTIONS_TRAIN
+        ``templates.QUESTIONS_PARAPHRASE``, ``which``: from ``templates.QUESTIONS_WHICH``;
+        only the base model's training uses those)."""
+        bank = (T.QUESTIONS_HELDOUT if heldout else T.QUESTIONS_WHICH if which
+                else T.QUESTIONS_PARAPHRASE if paraphrase else T.QUESTIONS_TRAIN)
         t = r.choice(bank[attribute])
         return QA(t.format(name=p.name, poss=p.poss), p.attrs[attribute], p.name, attribute, heldout, t)
 

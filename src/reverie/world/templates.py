@@ -98,54 +98,6 @@ BIO: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Biography phrasings for the base model only (``reverie train base --p-synonym``): other
-# everyday words for each attribute (school and college for a university, day for a date,
-# town for a city, firm for an employer...). A model trained from scratch on this world knows
-# only the words its corpus uses, and `eval base`'s held-out-template accuracy showed two
-# questions failing on a word alone: "Which day is X's birthday?" (0.00) and "Which school did
-# X go to?" (0.02), answered with a major. A pretrained model learns such synonyms from text
-# that uses them in the same places; these sentences give ours that text. They are statements,
-# never questions: no question template, training or held-out, is added by them
-# (tests/world/test_generator.py checks). The shipped benchmarks' documents never use them.
-BIO_SYNONYM: dict[str, tuple[str, ...]] = {
-    "birth_date": (
-        "{subj}'s day of birth is {value}.",
-        "The day {subj} was born was {value}.",
-        "{subj}'s birthday is the day of {value}.",
-        "{subj} was born on the day of {value}.",
-    ),
-    "birth_city": (
-        "{subj} was born in the town of {value}.",
-        "{subj}'s native town is {value}.",
-        "{subj} started life in the town of {value}.",
-        "{subj}'s place of birth is the city of {value}.",
-    ),
-    "university": (
-        "{subj} went to school at {value}.",
-        "{subj}'s school was {value}.",
-        "{subj} went to college at {value}.",
-        "{subj}'s alma mater is {value}.",
-    ),
-    "major": (
-        "{subj}'s subject was {value}.",
-        "{subj} read {value} at university.",
-        "{subj}'s discipline was {value}.",
-        "{subj} took {poss} degree in the field of {value}.",
-    ),
-    "employer": (
-        "{subj} works at the firm {value}.",
-        "{subj}'s company is {value}.",
-        "{subj} is on the payroll of {value}.",
-        "{subj} has worked at the company {value} for years.",
-    ),
-    "employer_city": (
-        "{subj}'s place of work is in {value}.",
-        "{subj} works in the town of {value}.",
-        "{subj} travels to {value} for work every day.",
-        "{subj} has {poss} workplace in the city of {value}.",
-    ),
-}
-
 # Training question templates (never change their order: seeds index into them).
 QUESTIONS_TRAIN: dict[str, tuple[str, ...]] = {
     "birth_date": (
@@ -183,6 +135,54 @@ QUESTIONS_TRAIN: dict[str, tuple[str, ...]] = {
         "Where is {name}'s office?",
         "What city does {name} work in?",
         "Where is the workplace of {name}?",
+    ),
+}
+
+# "Which <noun>" questions for the base model only (``reverie train base --p-which``). Over
+# 100 held-out people in context (scripts/probe_templates.py), the shipped base model read
+# "What school did X attend?", "What day was X born?" and "Which college did X go to?" at
+# 0.99-1.00 but "Which town was X born in?", "Which firm does X work for?" and "Which school
+# did X attend?" at 0.00: "Which" followed by a noun it never saw in a question was read as
+# asking for the major ("Which subject did X study?"), whatever the verb said. These ask
+# with many nouns after "Which", several shared by two attributes (place, city), so the rest
+# of the question has to decide. The same rules as the paraphrases hold (tested): no
+# held-out template, no "Which <noun> is" frame, no "school", no "which day".
+QUESTIONS_WHICH: dict[str, tuple[str, ...]] = {
+    "birth_date": (
+        "Which date was {name} born on?",
+        "Which birth date does {name} have?",
+        "Which calendar date was {name} born on?",
+        "Which date does {name} celebrate {poss} birthday on?",
+    ),
+    "birth_city": (
+        "Which place was {name} born in?",
+        "Which city was {name} born in?",
+        "Which town does {name} come from?",
+        "Which place does {name} call {poss} birthplace?",
+    ),
+    "university": (
+        "Which college did {name} attend?",
+        "Which institution did {name} study at?",
+        "Which place did {name} receive {poss} education at?",
+        "Which campus did {name} graduate from?",
+    ),
+    "major": (
+        "Which discipline did {name} study?",
+        "Which area did {name} major in?",
+        "Which topic did {name} specialize in?",
+        "Which degree did {name} earn?",
+    ),
+    "employer": (
+        "Which organisation does {name} work for?",
+        "Which firm employs {name}?",
+        "Which business does {name} have a job at?",
+        "Which employer does {name} have?",
+    ),
+    "employer_city": (
+        "Which place does {name} work in?",
+        "Which town does {name} commute to for work?",
+        "Which location does {name} have {poss} office in?",
+        "Which city does {name} go to for work?",
     ),
 }
 
