@@ -53,6 +53,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    shared: Annotated[float, typer.Option(help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
                    local: Annotated[float, typer.Option(help="Weight of the KL-to-base term on questions about people not injected (locality).")] = 1.0,
                    p_needle: Annotated[float, typer.Option(help="Share of single documents that are needle haystacks (a magic number to remember); needs a base trained with --needle-from.")] = 0.0,
+                   p_paraphrase: Annotated[float, typer.Option(help="Share of document questions asked in other forms than the training templates (the base model's paraphrase and \"Which <noun>\" forms; never a held-out one).")] = 0.0,
                    local_own: Annotated[bool, typer.Option("--local-own", help="Locality questions continue with the base model's own greedy answer (e.g. \"I don't know\" about strangers) instead of the gold one.")] = False,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
@@ -82,7 +83,8 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
         raise ReverieError(f"--group-sizes {group_sizes!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
     setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
           export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared, local=local,
-          device=device, max_seconds=max_seconds, eval_every=eval_every, p_needle=p_needle, local_own=local_own)
+          device=device, max_seconds=max_seconds, eval_every=eval_every, p_needle=p_needle, local_own=local_own,
+          p_paraphrase=p_paraphrase)
 
 
 @train_app.command("policy")

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,28 @@ def test_read_docs_hidden_states_match_the_whole_models_pass(tiny_llama_dir):
             want = train.input_norm(bm.model, layer)(hs[layer][0])
             torch.testing.assert_close(hidden[i, layer, :n], want, rtol=1e-4, atol=1e-5)
     assert ins["mlp.down_proj"].shape[:2] == (2, bm.n_layers)
+
+
+def test_document_questions_can_take_other_forms_but_never_a_held_out_one(tiny_llama_dir, world):
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.model import HyperNetwork
+    from reverie.hypernet.store import build_config
+    from reverie.world import templates as T
+
+    bm = BaseModel.load(str(tiny_llama_dir))
+    hyper = HyperNetwork(build_config(bm, 4, ("mlp.down_proj",), latent_dim=32, n_blocks=1))
+    plain = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=4)).data(0)
+    same = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=4, p_paraphrase=0.0)).data(0)
+    assert plain["student"] == same["student"]  # no extra draw at 0
+    step = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=4, p_paraphrase=1.0))
+    asked = set()
+    for s in range(6):
+        for _, (ids, _lab) in step.data(s)["student"]:
+            asked.add(bm.tokenizer.decode(ids[1:]).split("Question: ", 1)[1].split("\nAnswer:")[0])
+    frame = lambda t: re.compile(re.escape(t).replace(re.escape("{name}"), ".+").replace(re.escape("{poss}"), "(his|her)") + "$")  # noqa: E731
+    banks = {b: [frame(t) for a in T.ATTRIBUTES for t in bank[a]]
+             for b, bank in (("para", T.QUESTIONS_PARAPHRASE), ("which", T.QUESTIONS_WHICH), ("held", T.QUESTIONS_HELDOUT),
+                             ("train", T.QUESTIONS_TRAIN))}
+    kinds = [{b for b, fs in banks.items() if any(f.match(q) for f in fs)} for q in asked]
+    assert all(k and "held" not in k and "train" not in k for k in kinds), asked
+    assert any("para" in k for k in kinds) and any("which" in k for k in kinds)

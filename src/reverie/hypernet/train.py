@@ -98,6 +98,13 @@ class HyperRecipe:
     """Share of documents, on steps of single documents, that are haystack text with one
     "special magic number" sentence, asked for it (``reverie bench long``'s needle; the
     base model must read it in context: ``reverie train base --needle-from``)."""
+    p_paraphrase: float = 0.0
+    """Share of the documents' questions asked in another form than the four training
+    templates: half from ``templates.QUESTIONS_PARAPHRASE``, half from
+    ``templates.QUESTIONS_WHICH`` (the forms the base model's stages 4-5 read; never a held-out
+    template). An adapter trained on four forms answered the base model's held-out forms
+    worse than the base model reads them in context (birth date: 0.63 after injection, 1.00
+    in context)."""
 
 
 CALIBRATE = 50
@@ -169,6 +176,14 @@ class Step:
         self.seg = Segmenter(bm.tokenizer, world)
         self.scale = hyper.cfg.lora_alpha / hyper.cfg.rank
 
+    def _question(self, p: Person, attribute: str, r: random.Random) -> str:
+        """A document question: a training template, or with ``p_paraphrase`` another form
+        (no extra draw at 0, so earlier recipes see the data they always saw)."""
+        if self.rc.p_paraphrase and r.random() < self.rc.p_paraphrase:
+            which = r.random() < 0.5
+            return self.world.question(p, attribute, r, paraphrase=not which, which=which).question
+        return self.world.question(p, attribute, r).question
+
     def data(self, step: int, rank: int = 0) -> dict:
         r = _rng(self.rc.seed, "hyper", str(step), str(rank))
         skill = self.world.skill_people(r.getrandbits(31))
@@ -188,7 +203,7 @@ class Step:
                     qas = [(NEEDLE_QUESTION, value)]
                 else:
                     doc = docs[people.index(p)]
-                    qas = [(self.world.question(p, a, r).question, p.attrs[a]) for a in r.sample(list(ATTRIBUTES), len(ATTRIBUTES))]
+                    qas = [(self._question(p, a, r), p.attrs[a]) for a in r.sample(list(ATTRIBUTES), len(ATTRIBUTES))]
                 # One teacher row per document with all its questions (the format the base
                 # model was trained to read); answer tokens line up with the student rows.
                 teacher.append(self.seg.qa(document_prefix(doc), qas))
@@ -320,7 +335,8 @@ def all_reduce_grads(module: torch.nn.Module) -> None:
 def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, steps: int = 4000,
           export: bool = False, docs_per_step: int = 8, lr: float = 1e-3, group_sizes: tuple[int, ...] = (1,),
           init: str | None = None, shared: float = 0.0, device: str = "cpu", max_seconds: float | None = None,
-          eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0, local_own: bool = False) -> Path:
+          eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0, local_own: bool = False,
+          p_paraphrase: float = 0.0) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
@@ -341,7 +357,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     else:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared,
-                     local=local, p_needle=p_needle, local_own=local_own)
+                     local=local, p_needle=p_needle, local_own=local_own, p_paraphrase=p_paraphrase)
     if eval_every is not None:
         rc.eval_every = eval_every
     bm = BaseModel.load(base)
@@ -423,6 +439,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         stage += f" --local {local:g}" if local != 1.0 else ""
         stage += " --local-own" if local_own else ""
         stage += f" --p-needle {p_needle:g}" if p_needle else ""
+        stage += f" --p-paraphrase {p_paraphrase:g}" if p_paraphrase else ""
         command = f"reverie train hypernet --out {out} --seed {seed} --steps {rc.steps}{stage} --export"
         save_hypernet(hyper, dest, {"recipe": asdict(rc), "train_wall_s": round(time.time() - t0, 1), "init": init,
                                     "command": command, "stages": manifest_stages(init) + [command]})
