@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from reverie.base.model import BaseModel
-from reverie.eval.qa import ask, documents, exact_match
+from reverie.eval.qa import ask, documents, score
 from reverie.world import ATTRIBUTES, QA, World, WorldConfig
 
 
@@ -31,9 +31,7 @@ def main() -> None:
         if attr not in ATTRIBUTES or "{name}" not in tpl:
             raise SystemExit(f"{spec!r}: expected ATTRIBUTE=TEMPLATE with ATTRIBUTE one of {', '.join(ATTRIBUTES)} and {{name}} in it")
         qas = [QA(tpl.format(name=p.name, poss=p.poss), p.attrs[attr], p.name, attr, True, tpl) for p in people]
-        answers = ask(bm, qas, docs)
-        acc = sum(exact_match(a, q.answer) for a, q in zip(answers, qas, strict=True)) / len(qas)
-        print(f"{acc:.2f}  {attr:14s} {tpl}")
+        print(f"{score(ask(bm, qas, docs), qas).acc:.2f}  {attr:14s} {tpl}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,12 @@ from transformers import (
 
 from reverie.base.tokenizer import train_tokenizer
 from reverie.world import World, WorldConfig
+
+
+def template_pattern(template: str) -> re.Pattern[str]:
+    """A question template as a pattern matching the questions formatted from it."""
+    return re.compile(re.escape(template).replace(re.escape("{name}"), ".+").replace(re.escape("{poss}"), "(his|her)") + "$")
+
 
 TINY_WORLD = WorldConfig(seed=0, n_base=20, n_held_out=20, n_cities=30, n_companies=30, n_universities=20)
 

@@ -95,7 +95,10 @@ class Learner:
         from reverie.memory.route import PROBE_ROOM, chunk_keys, subject_chunks
 
         inj = self.injector
-        if not isinstance(inj, HyperInjector) or len(inj.chunks(text)) <= 1 and inj.n_tokens(text) <= inj.limit - PROBE_ROOM:
+        # Fitting beside a probe question implies fitting the window (one chunk); a token
+        # covers at least one byte, so a short text needs no tokenizing.
+        room = inj.limit - PROBE_ROOM if isinstance(inj, HyperInjector) else 0
+        if not isinstance(inj, HyperInjector) or len(text.encode("utf-8")) <= room or inj.n_tokens(text) <= room:
             return [(text, {})]
         cs = subject_chunks(text, inj.n_tokens)
         sha = hashlib.sha256(text.encode()).hexdigest()

@@ -1,12 +1,12 @@
 """Training data of the embedded base model: the needle stage's segments."""
 
 import random
-import re
 
 import torch
 
 from reverie.base.data import IGNORE, Segmenter, batch
 from reverie.world.templates import NEEDLE_QUESTION, UNKNOWN_ANSWER
+from tests.conftest import template_pattern
 
 
 def test_a_needle_segment_asks_for_the_number_it_holds(tokenizer, world):
@@ -86,8 +86,7 @@ def test_which_questions_appear_only_when_asked_for(tokenizer, world):
     ids, _ = batch(Segmenter(tokenizer, world, 0.0, 1.0), *args)
     text = " ".join(tokenizer.decode([t for t in row.tolist() if t != tokenizer.pad_token_id]) for row in ids)
     asked = [line.split("Question: ", 1)[1] for line in text.split("\n") if "Question: " in line]
-    forms = [re.compile(re.escape(t).replace(re.escape("{name}"), ".+").replace(re.escape("{poss}"), "(his|her)") + "$")
-             for a in QUESTIONS_WHICH for t in QUESTIONS_WHICH[a]]
+    forms = [template_pattern(t) for a in QUESTIONS_WHICH for t in QUESTIONS_WHICH[a]]
     assert asked and all(any(f.match(q) for f in forms) for q in asked)
 
 

@@ -1,6 +1,5 @@
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from reverie.hypernet import train
+from tests.conftest import template_pattern
 
 
 @pytest.fixture()
@@ -178,8 +178,7 @@ def test_document_questions_can_take_other_forms_but_never_a_held_out_one(tiny_l
     for s in range(6):
         for _, (ids, _lab) in step.data(s)["student"]:
             asked.add(bm.tokenizer.decode(ids[1:]).split("Question: ", 1)[1].split("\nAnswer:")[0])
-    frame = lambda t: re.compile(re.escape(t).replace(re.escape("{name}"), ".+").replace(re.escape("{poss}"), "(his|her)") + "$")  # noqa: E731
-    banks = {b: [frame(t) for a in T.ATTRIBUTES for t in bank[a]]
+    banks = {b: [template_pattern(t) for a in T.ATTRIBUTES for t in bank[a]]
              for b, bank in (("para", T.QUESTIONS_PARAPHRASE), ("which", T.QUESTIONS_WHICH), ("held", T.QUESTIONS_HELDOUT),
                              ("train", T.QUESTIONS_TRAIN))}
     kinds = [{b for b, fs in banks.items() if any(f.match(q) for f in fs)} for q in asked]

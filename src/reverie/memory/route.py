@@ -279,9 +279,9 @@ class KeyRouter(Router):
         """Items whose probe questions match a question that names nothing, best (then
         newest) first; O(items), but such questions are rare in a memory of people."""
         bag = _bag(question)
-        scored = [(max((len(bag & q) / len(bag | q) for q in qs), default=0.0), n)
-                  for n, qs in enumerate(self._questions) if qs and self.ids[n] is not None]
-        return [i for s, n in sorted(scored, reverse=True) if s >= PROBE_MATCH and (i := self.ids[n]) is not None]
+        scored = [(max(len(bag & q) / len(bag | q) for q in qs), n, i)
+                  for n, (qs, i) in enumerate(zip(self._questions, self.ids, strict=True)) if qs and i is not None]
+        return [i for sim, _, i in sorted(scored, reverse=True) if sim >= PROBE_MATCH]
 
     def route(self, question: str) -> str | None:
         c = self.candidates(question)
