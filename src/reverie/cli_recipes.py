@@ -57,10 +57,14 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    local_own: Annotated[bool, typer.Option("--local-own", help="Locality questions continue with the base model's own greedy answer (e.g. \"I don't know\" about strangers) instead of the gold one.")] = False,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
-                   eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400).")] = None,
+                   eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400; real models: 50, on held-out passages).")] = None,
                    pool: Annotated[int, typer.Option(help="Real models: training passages given teacher answers first.")] = 4000,
                    data: Annotated[Path | None, typer.Option(help="Real models: passages JSON-lines file instead of the fetched training split.")] = None,
-                   export: Annotated[bool, typer.Option(help="Ship the result beside the base model (its hypernet/ folder).")] = False) -> None:
+                   teacher: Annotated[Path | None, typer.Option(help="Real models: teacher rows already generated (JSON lines, .gz too) instead of --pool new ones.")] = None,
+                   focus: Annotated[float, typer.Option(help="Real models: extra weight on the answer tokens the passage decides (0 = plain KL).")] = 0.0,
+                   eval_data: Annotated[Path | None, typer.Option(help="Real models: held-out passages (JSON lines) for the monitor instead of the fetched test split.")] = None,
+                   export: Annotated[bool, typer.Option(help="Ship the result beside the base model (its hypernet/ folder).")] = False,
+                   export_to: Annotated[Path | None, typer.Option(help="Real models: write the result into this hypernetwork folder instead (a candidate).")] = None) -> None:
     """Meta-train the hypernetwork (resumable). Multi-process: `torchrun --nproc_per_node N -m reverie.cli train hypernet`.
 
     With --model smollm2 it trains on real passages with the model's own answers as targets
@@ -74,7 +78,9 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
         out = str(out_dir) if out_dir != Path("runs/hypernet") else f"runs/hypernet_{model}"
         train_real.setup(out=out, model=str(model), seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step,
                          lr=lr, device=device, max_seconds=max_seconds, data=None if data is None else str(data),
-                         export=str(shipped_hypernet(str(model))) if export else None)
+                         init=init, teacher=None if teacher is None else str(teacher), eval_every=eval_every,
+                         eval_data=None if eval_data is None else str(eval_data), focus=focus,
+                         export=str(export_to) if export_to else str(shipped_hypernet(str(model))) if export else None)
         return
 
     try:

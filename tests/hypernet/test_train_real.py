@@ -38,7 +38,12 @@ def test_step_loss_reaches_the_hypernetwork(tiny_llama_dir, passages, tmp_path):
     assert len(d["student"]) == len(d["teacher"]) and len(d["local"]) == rc.n_local * len(d["docs"])
     loss, info = st.loss(d)
     loss.backward()
-    assert torch.isfinite(loss) and {"kl", "loc", "tok_agree"} <= set(info)
+    assert torch.isfinite(loss) and {"kl", "loc", "tok_agree", "kl_none", "ctx_agree"} <= set(info)
+    # A fresh hypernetwork changes nothing: the student is the base model with no passage.
+    assert info["kl"] == pytest.approx(info["kl_none"], abs=1e-3)
+    rc.focus = 2.0
+    focused, info2 = st.loss(d)
+    assert info2["kl"] == info["kl"] and torch.isfinite(focused)
     # The per-rank scalers start at zero: only they (and the bias B) can get a gradient first.
     assert hyper.scale.grad is not None and hyper.scale.grad.abs().sum() > 0
 
@@ -58,3 +63,54 @@ def test_setup_resumes_and_exports(tiny_llama_dir, passages, tmp_path, monkeypat
     assert [r["step"] for r in log if "loss" in r] == [2, 3]  # resumed, not restarted
     hyper = load_hypernet(tmp_path / "hn", BaseModel.load(base))
     assert hyper.cfg.rank == 4
+
+
+def test_a_warm_start_from_written_teacher_rows_logs_held_out_figures(tiny_llama_dir, passages, tmp_path, monkeypatch):
+    orig = train_real.RealRecipe
+    monkeypatch.setattr(train_real, "RealRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4, ckpt_every=1))
+    data = tmp_path / "p.jsonl"
+    P.save_jsonl(passages, data)
+    first = tmp_path / "first"
+    train_real.setup(out=str(first), model=str(tiny_llama_dir), steps=1, pool=4, docs_per_step=2, data=str(data),
+                     eval_data=str(data), eval_every=1)
+    # A second run reads the first one's teacher rows (gzipped, as a GPU lease carries them),
+    # starts from its weights, and logs the same held-out batch before and during training.
+    import gzip
+
+    rows = tmp_path / "teacher.jsonl.gz"
+    rows.write_bytes(gzip.compress((first / "teacher.jsonl").read_bytes()))
+    second = tmp_path / "second"
+    train_real.setup(out=str(second), model=str(tiny_llama_dir), steps=2, docs_per_step=2, data=str(data),
+                     init=str(first), teacher=str(rows), eval_data=str(data), eval_every=1)
+    log = [json.loads(x) for x in (second / "log.jsonl").read_text().splitlines()]
+    assert log[0]["pool"] == len(train_real.read_pool(first / "teacher.jsonl"))
+    evals = [r for r in log if "eval" in r]
+    assert [r["step"] for r in evals] == [0, 1, 2]
+    first_evals = [json.loads(x) for x in (first / "log.jsonl").read_text().splitlines() if '"eval"' in x]
+    # The warm start begins where the first run ended, on the same held-out batch.
+    assert evals[0]["eval"]["kl"] == pytest.approx(first_evals[-1]["eval"]["kl"], abs=2e-4)
+    assert evals[0]["eval"]["kl_none"] == first_evals[0]["eval"]["kl_none"]
+
+
+def test_bad_teacher_rows_and_a_mismatched_init_are_clear_errors(tiny_llama_dir, passages, tmp_path, monkeypatch):
+    from reverie.errors import ReverieError
+
+    bad = tmp_path / "t.jsonl"
+    bad.write_bytes(b"\xff\xfe not json")
+    with pytest.raises(ReverieError, match="teacher pool"):
+        train_real.read_pool(bad)
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ReverieError, match="teacher pool"):
+        train_real.read_pool(tmp_path / "empty.jsonl")
+    bm = BaseModel.load(tiny_llama_dir)
+    other = HyperNetwork(build_config(bm, 2, ("mlp.down_proj",), latent_dim=16, n_blocks=1, pointer_a=True))
+    from reverie.hypernet.store import save_hypernet
+
+    save_hypernet(other, tmp_path / "hn", {})
+    orig = train_real.RealRecipe
+    monkeypatch.setattr(train_real, "RealRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4))
+    data = tmp_path / "p.jsonl"
+    P.save_jsonl(passages, data)
+    with pytest.raises(ReverieError, match="do not fit"):
+        train_real.setup(out=str(tmp_path / "run"), model=str(tiny_llama_dir), steps=1, pool=4, docs_per_step=2,
+                         data=str(data), init=str(tmp_path / "hn"))

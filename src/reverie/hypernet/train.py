@@ -332,6 +332,21 @@ def all_reduce_grads(module: torch.nn.Module) -> None:
         p.grad /= world
 
 
+def warm_start(hyper: HyperNetwork, init: str) -> None:
+    """Load ``init``'s weights into ``hyper``: a run folder (ckpt/model.safetensors) or a
+    hypernetwork folder; a mismatched shape is a clear error, not a traceback."""
+    from safetensors.torch import load_model
+
+    src = Path(init)
+    f = next((x for x in (src / "ckpt" / "model.safetensors", src / "hypernet.safetensors") if x.is_file()), None)
+    if f is None:
+        raise ReverieError(f"--init {init}: neither a run folder (ckpt/model.safetensors) nor a hypernetwork folder")
+    try:
+        load_model(hyper, str(f))
+    except RuntimeError as e:
+        raise ReverieError(f"--init {init}: its weights do not fit this hypernetwork ({str(e).splitlines()[0]})") from None
+
+
 def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, steps: int = 4000,
           export: bool = False, docs_per_step: int = 8, lr: float = 1e-3, group_sizes: tuple[int, ...] = (1,),
           init: str | None = None, shared: float = 0.0, device: str = "cpu", max_seconds: float | None = None,
@@ -374,13 +389,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     step, elapsed = 0, 0.0
     state = read_state(ck)
     if state is None and init is not None:
-        from safetensors.torch import load_model
-
-        src = Path(init)
-        f = next((x for x in (src / "ckpt" / "model.safetensors", src / "hypernet.safetensors") if x.is_file()), None)
-        if f is None:
-            raise ReverieError(f"--init {init}: neither a run folder (ckpt/model.safetensors) nor a hypernetwork folder")
-        load_model(hyper, str(f))
+        warm_start(hyper, init)
     if state is not None:
         if state["fingerprint"] != cfg.base_fingerprint:
             raise ReverieError(f"checkpoint in {ck} was trained on another base model; use another --out")

@@ -15,10 +15,11 @@ reuses them.
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ from reverie.errors import ReverieError
 from reverie.hypernet.lora import applied, concat
 from reverie.hypernet.model import HyperNetwork
 from reverie.hypernet.store import build_config, save_hypernet
-from reverie.hypernet.train import _pad_rows, read_docs
+from reverie.hypernet.train import _pad_rows, read_docs, warm_start
 from reverie.utils import load_train_state, progress, read_state, save_train_state, warmup_cosine
 from reverie.world.passages import Passage
 
@@ -71,17 +72,41 @@ class RealRecipe:
     """Teacher answers are cut at this many tokens (as the benchmark's answers are)."""
     ckpt_every: int = 100
     """Steps between checkpoints."""
+    eval_every: int = 50
+    """Steps between held-out evaluations (KL and answer-token agreement on passages never
+    trained on); 0 turns them off."""
+    focus: float = 0.0
+    """Extra weight on the answer tokens the passage decides: each token's KL term is
+    weighted by 1 + focus × KL(teacher ‖ base model with no passage) / its batch mean, so
+    the tokens the question alone predicts (the answer's phrasing) count less."""
+    n_eval: int = 48
+    """Held-out passages in that evaluation (two questions each)."""
+
+
+def read_pool(path: str | Path) -> list[dict]:
+    """Teacher rows from a JSON-lines file (``.gz`` too), as :func:`teacher_pool` writes
+    them; a file that is not such rows is a clear error."""
+    p = Path(path)
+    try:
+        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+        rows = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+        if not rows or not all(isinstance(r, dict) and r.get("text") and r.get("qas") for r in rows):
+            raise ValueError("expected rows {text, qas: [[question, answer], ...]}")
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ReverieError(f"teacher pool {p}: {e}") from None
+    return rows
 
 
 def teacher_pool(bm: BaseModel, passages: list[Passage], rc: RealRecipe, path: Path,
-                 batch: int = 32) -> list[dict]:
-    """``{"text", "qas": [[question, teacher answer], ...]}`` for ``rc.pool`` passages,
-    read from ``path`` if a previous run wrote it."""
+                 batch: int = 32, n: int | None = None, q_per_doc: int | None = None) -> list[dict]:
+    """``{"text", "qas": [[question, teacher answer], ...]}`` for ``n`` (default
+    ``rc.pool``) passages, read from ``path`` if a previous run wrote it."""
     if path.is_file():
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_pool(path)
     r = random.Random(rc.seed)
-    chosen = r.sample(passages, min(rc.pool, len(passages)))
-    jobs = [(i, q) for i, p in enumerate(chosen) for q, _ in r.sample(p.qas, min(rc.q_per_doc, len(p.qas)))]
+    chosen = r.sample(passages, min(rc.pool if n is None else n, len(passages)))
+    k = rc.q_per_doc if q_per_doc is None else q_per_doc
+    jobs = [(i, q) for i, p in enumerate(chosen) for q, _ in r.sample(p.qas, min(k, len(p.qas)))]
     prompts = [bm.prompt(q, chosen[i].text) for i, q in jobs]
     answers: list[str] = []
     gen = Generation(max_new_tokens=rc.max_answer_tokens, batch_size=batch)
@@ -143,6 +168,11 @@ class RealStep:
                 local.append((di, (qi + ai, [IGNORE] * len(qi) + ai)))
         return {"docs": [d["text"] for d in docs], "student": student, "teacher": teacher, "local": local}
 
+    @torch.no_grad()
+    def evaluate(self, d: dict) -> dict:
+        """One batch's figures without training on it (held-out passages)."""
+        return self.loss(d)[1]
+
     def loss(self, d: dict) -> tuple[torch.Tensor, dict]:
         bm = self.bm
         hidden, pad, ins = read_docs(bm, d["docs"], self.hyper.key_targets)
@@ -154,33 +184,57 @@ class RealStep:
         with applied(bm.model, {t: (A[gidx], B[gidx]) for t, (A, B) in full.items()}, self.scale):
             s_logits = answer_logits(bm, [x for _, x in rows])  # (K_s + K_l, V)
         with torch.no_grad():
-            t_logits = answer_logits(bm, d["teacher"])  # (K_s, V)
-            b_logits = answer_logits(bm, [x for _, x in d["local"]])  # (K_l, V)
-        ks = t_logits.shape[0]
-        kl = F.kl_div(F.log_softmax(s_logits[:ks], -1), F.log_softmax(t_logits, -1), log_target=True, reduction="batchmean")
-        loc = F.kl_div(F.log_softmax(s_logits[ks:], -1), F.log_softmax(b_logits, -1), log_target=True, reduction="batchmean")
+            t_lp = F.log_softmax(answer_logits(bm, d["teacher"]), -1)  # (K_s, V)
+            # The base model with neither passage nor adapter, on the same answer tokens:
+            # where it already agrees with the teacher, the passage taught nothing.
+            o_lp = F.log_softmax(answer_logits(bm, [x for _, x in d["student"]]), -1)  # (K_s, V)
+            b_lp = F.log_softmax(answer_logits(bm, [x for _, x in d["local"]]), -1)  # (K_l, V)
+        ks = t_lp.shape[0]
+        s_lp = F.log_softmax(s_logits[:ks], -1)
+        kl_t = (t_lp.exp() * (t_lp - s_lp)).sum(-1)  # (K_s,) per answer token
+        gap = (t_lp.exp() * (t_lp - o_lp)).sum(-1)  # (K_s,) KL(teacher || no passage)
+        kl = kl_t.mean()
+        if self.rc.focus > 0:  # weigh the tokens the passage decides
+            w = 1 + self.rc.focus * gap / gap.mean().clamp_min(1e-6)
+            fit = (w * kl_t).sum() / w.sum()
+        else:
+            fit = kl
+        loc = F.kl_div(F.log_softmax(s_logits[ks:], -1), b_lp, log_target=True, reduction="batchmean")
         l1 = sum(B.abs().mean() for _, B in f.values())
-        loss = kl + self.rc.local * loc + self.rc.l1 * l1
+        loss = fit + self.rc.local * loc + self.rc.l1 * l1
         with torch.no_grad():
-            agree = (s_logits[:ks].argmax(-1) == t_logits.argmax(-1)).float().mean().item()
-        return loss, {"kl": round(kl.item(), 4), "loc": round(loc.item(), 4), "tok_agree": round(agree, 4)}
+            hit = s_lp.argmax(-1) == t_lp.argmax(-1)
+            ctx = t_lp.argmax(-1) != o_lp.argmax(-1)  # tokens the passage changes
+            info = {"kl": kl.item(), "loc": loc.item(), "tok_agree": hit.float().mean().item(),
+                    "kl_none": gap.mean().item(), "ctx_tokens": ctx.float().mean().item(),
+                    "ctx_agree": hit[ctx].float().mean().item() if ctx.any() else float("nan")}
+        return loss, {k: round(v, 4) for k, v in info.items()}
 
 
 def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int = 0, steps: int = 2000,
           pool: int = 4000, docs_per_step: int = 16, lr: float = 3e-4, device: str = "cpu",
-          max_seconds: float | None = None, export: str | None = None, data: str | None = None) -> Path:
+          max_seconds: float | None = None, export: str | None = None, data: str | None = None,
+          init: str | None = None, teacher: str | None = None, eval_data: str | None = None,
+          eval_every: int | None = None, focus: float = 0.0) -> Path:
     """Train (or resume) a hypernetwork for ``model`` on the training passages under ``out``.
 
     ``data``: a passages JSON-lines file (see :func:`reverie.world.passages.save_jsonl`)
     instead of the fetched training split, e.g. on a machine without the registry.
     ``max_seconds`` fits the step count after 20 timed steps so that the whole command
     (loading, teacher answers and training) ends within that wall-clock budget.
-    ``export``: write the trained hypernetwork into that folder (safetensors + manifest)."""
+    ``export``: write the trained hypernetwork into that folder (safetensors + manifest).
+    ``init``: a new run starts from these weights (a run or hypernetwork folder).
+    ``teacher``: teacher rows already written (JSON lines, ``.gz`` too; e.g. generated on
+    a CPU ahead of a short GPU lease) instead of generating ``pool`` of them here.
+    ``eval_data``: held-out passages (JSON lines) for the monitor, instead of the fetched
+    test split; without either, no held-out monitor."""
     from reverie.world import passages as P
 
     t_start = time.time()
     bm = BaseModel.load(model)
-    rc = RealRecipe(seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step, lr=lr)
+    rc = RealRecipe(seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step, lr=lr, focus=focus)
+    if eval_every is not None:
+        rc.eval_every = eval_every
     torch.manual_seed(seed)
     cfg = build_config(bm, rc.rank, rc.targets, latent_dim=rc.latent_dim, n_blocks=rc.n_blocks, pointer_a=True)
     hyper = HyperNetwork(cfg)
@@ -195,17 +249,32 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
         hyper.to(device)
         torch.set_default_device(device)
     state = read_state(ck)  # after the move: the optimizer state loads onto the weights' device
+    if state is None and init is not None:
+        warm_start(hyper, init)
     if state is not None:
         if state["fingerprint"] != cfg.base_fingerprint:
             raise ReverieError(f"checkpoint in {ck} was trained on another base model; use another --out")
         load_train_state(ck, hyper, opt)
         step, elapsed = state["step"], state["elapsed"]
-    passages = P.load_jsonl(data) if data else P.load("train")
     t_pool = time.time()
-    pool_rows = teacher_pool(bm, passages, rc, root / "teacher.jsonl", batch=128 if device != "cpu" else 16)
+    batch = 128 if device != "cpu" else 16
+    if teacher:
+        pool_rows = read_pool(teacher)
+        rc.pool = len(pool_rows)  # the manifest records what was trained on, not the unused default
+    else:
+        passages = P.load_jsonl(data) if data else P.load("train")
+        pool_rows = teacher_pool(bm, passages, rc, root / "teacher.jsonl", batch=batch)
     log = (root / "log.jsonl").open("a")
     log.write(json.dumps({"pool": len(pool_rows), "pool_s": round(time.time() - t_pool, 1)}) + "\n")
     st = RealStep(bm, hyper, pool_rows, rc)
+    held = None
+    if rc.eval_every and (eval_data or P.data_dir().joinpath("DONE").is_file()):
+        ev = P.load_jsonl(eval_data) if eval_data else P.load("test")
+        ev_rows = teacher_pool(bm, ev, rc, root / "eval_teacher.jsonl", batch=batch, n=rc.n_eval, q_per_doc=2)
+        ev_step = RealStep(bm, hyper, ev_rows, replace(rc, docs_per_step=len(ev_rows)))
+        held = ev_step.data(0)  # the same held-out batch at every evaluation
+        hyper.eval()
+        log.write(json.dumps({"step": step, "eval": ev_step.evaluate(held)}) + "\n")
     start_step, t0 = step, time.time() - elapsed
     with progress() as bar:
         task = bar.add_task("train hypernet", total=rc.steps, completed=step)
@@ -229,6 +298,10 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
             if step % 10 == 0 or step == rc.steps:
                 log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), **info, "t": round(time.time() - t0, 1)}) + "\n")
                 log.flush()
+            if held is not None and (step % rc.eval_every == 0 or step == rc.steps):
+                hyper.eval()
+                log.write(json.dumps({"step": step, "eval": ev_step.evaluate(held)}) + "\n")
+                log.flush()
             if step % rc.ckpt_every == 0 or step == rc.steps:
                 save_train_state(ck, hyper, opt, {"step": step, "elapsed": time.time() - t0, "recipe": asdict(rc),
                                                   "fingerprint": cfg.base_fingerprint, "config": cfg.to_json()})
@@ -240,5 +313,6 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
         save_hypernet(hyper, Path(export), {
             "recipe": asdict(rc), "model": model, "train_wall_s": round(time.time() - t0, 1), "device": device,
             "command": f"reverie train hypernet --model {model} --out {out} --seed {seed} --steps {steps} "
-                       f"--pool {pool} --docs-per-step {docs_per_step} --lr {lr:g} --export {export}"})
+                       f"--pool {pool} --docs-per-step {docs_per_step} --lr {lr:g} --focus {focus:g} --export"
+                       + (f" --init {init}" if init else "") + (f" --teacher {teacher}" if teacher else "")})
     return root
