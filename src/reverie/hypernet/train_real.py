@@ -313,6 +313,6 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
         save_hypernet(hyper, Path(export), {
             "recipe": asdict(rc), "model": model, "train_wall_s": round(time.time() - t0, 1), "device": device,
             "command": f"reverie train hypernet --model {model} --out {out} --seed {seed} --steps {steps} "
-                       f"--pool {pool} --docs-per-step {docs_per_step} --lr {lr:g} --focus {focus:g} --export"
+                       f"--pool {pool} --docs-per-step {docs_per_step} --lr {lr:g} --focus {focus:g} --export-to {export}"
                        + (f" --init {init}" if init else "") + (f" --teacher {teacher}" if teacher else "")})
     return root
