@@ -1,5 +1,6 @@
 """The real-passage recipe on a tiny model: loss, gradients, resume and export."""
 
+import gzip
 import json
 import shutil
 
@@ -7,9 +8,10 @@ import pytest
 import torch
 
 from reverie.base.model import BaseModel
+from reverie.errors import ReverieError
 from reverie.hypernet import train_real
 from reverie.hypernet.model import HyperNetwork
-from reverie.hypernet.store import build_config, load_hypernet
+from reverie.hypernet.store import build_config, load_hypernet, save_hypernet
 from reverie.world import passages as P
 
 
@@ -23,6 +25,20 @@ def passages(world):
         qa = world.questions(p)[:2]
         out.append(P.Passage(p.name, "squad", p.name, world.biography(p, r), [(q.question, [q.answer]) for q in qa]))
     return out
+
+
+@pytest.fixture()
+def tiny_recipe(monkeypatch):
+    """Every recipe the real-passage setup builds is shrunk to test size (and checkpoints each step)."""
+    orig = train_real.RealRecipe
+    monkeypatch.setattr(train_real, "RealRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4, ckpt_every=1))
+
+
+@pytest.fixture()
+def data(passages, tmp_path):
+    f = tmp_path / "p.jsonl"
+    P.save_jsonl(passages, f)
+    return f
 
 
 def test_step_loss_reaches_the_hypernetwork(tiny_llama_dir, passages, tmp_path):
@@ -48,13 +64,9 @@ def test_step_loss_reaches_the_hypernetwork(tiny_llama_dir, passages, tmp_path):
     assert hyper.scale.grad is not None and hyper.scale.grad.abs().sum() > 0
 
 
-def test_setup_resumes_and_exports(tiny_llama_dir, passages, tmp_path, monkeypatch):
-    orig = train_real.RealRecipe
-    monkeypatch.setattr(train_real, "RealRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4, ckpt_every=1))
+def test_setup_resumes_and_exports(tiny_llama_dir, data, tmp_path, tiny_recipe):
     base = tmp_path / "base"
     shutil.copytree(tiny_llama_dir, base)
-    data = tmp_path / "p.jsonl"
-    P.save_jsonl(passages, data)
     run = tmp_path / "run"
     train_real.setup(out=str(run), model=str(base), steps=2, pool=4, docs_per_step=2, data=str(data))
     train_real.setup(out=str(run), model=str(base), steps=3, pool=4, docs_per_step=2, data=str(data),
@@ -65,18 +77,12 @@ def test_setup_resumes_and_exports(tiny_llama_dir, passages, tmp_path, monkeypat
     assert hyper.cfg.rank == 4
 
 
-def test_a_warm_start_from_written_teacher_rows_logs_held_out_figures(tiny_llama_dir, passages, tmp_path, monkeypatch):
-    orig = train_real.RealRecipe
-    monkeypatch.setattr(train_real, "RealRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4, ckpt_every=1))
-    data = tmp_path / "p.jsonl"
-    P.save_jsonl(passages, data)
+def test_a_warm_start_from_written_teacher_rows_logs_held_out_figures(tiny_llama_dir, data, tmp_path, tiny_recipe):
     first = tmp_path / "first"
     train_real.setup(out=str(first), model=str(tiny_llama_dir), steps=1, pool=4, docs_per_step=2, data=str(data),
                      eval_data=str(data), eval_every=1)
     # A second run reads the first one's teacher rows (gzipped, as a GPU lease carries them),
     # starts from its weights, and logs the same held-out batch before and during training.
-    import gzip
-
     rows = tmp_path / "teacher.jsonl.gz"
     rows.write_bytes(gzip.compress((first / "teacher.jsonl").read_bytes()))
     second = tmp_path / "second"
@@ -92,9 +98,7 @@ def test_a_warm_start_from_written_teacher_rows_logs_held_out_figures(tiny_llama
     assert evals[0]["eval"]["kl_none"] == first_evals[0]["eval"]["kl_none"]
 
 
-def test_bad_teacher_rows_and_a_mismatched_init_are_clear_errors(tiny_llama_dir, passages, tmp_path, monkeypatch):
-    from reverie.errors import ReverieError
-
+def test_bad_teacher_rows_and_a_mismatched_init_are_clear_errors(tiny_llama_dir, data, tmp_path, tiny_recipe):
     bad = tmp_path / "t.jsonl"
     bad.write_bytes(b"\xff\xfe not json")
     with pytest.raises(ReverieError, match="teacher pool"):
@@ -104,13 +108,7 @@ def test_bad_teacher_rows_and_a_mismatched_init_are_clear_errors(tiny_llama_dir,
         train_real.read_pool(tmp_path / "empty.jsonl")
     bm = BaseModel.load(tiny_llama_dir)
     other = HyperNetwork(build_config(bm, 2, ("mlp.down_proj",), latent_dim=16, n_blocks=1, pointer_a=True))
-    from reverie.hypernet.store import save_hypernet
-
     save_hypernet(other, tmp_path / "hn", {})
-    orig = train_real.RealRecipe
-    monkeypatch.setattr(train_real, "RealRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4))
-    data = tmp_path / "p.jsonl"
-    P.save_jsonl(passages, data)
     with pytest.raises(ReverieError, match="do not fit"):
         train_real.setup(out=str(tmp_path / "run"), model=str(tiny_llama_dir), steps=1, pool=4, docs_per_step=2,
                          data=str(data), init=str(tmp_path / "hn"))

@@ -185,11 +185,12 @@ class RealStep:
             s_logits = answer_logits(bm, [x for _, x in rows])  # (K_s + K_l, V)
         with torch.no_grad():
             t_lp = F.log_softmax(answer_logits(bm, d["teacher"]), -1)  # (K_s, V)
-            # The base model with neither passage nor adapter, on the same answer tokens:
-            # where it already agrees with the teacher, the passage taught nothing.
-            o_lp = F.log_softmax(answer_logits(bm, [x for _, x in d["student"]]), -1)  # (K_s, V)
-            b_lp = F.log_softmax(answer_logits(bm, [x for _, x in d["local"]]), -1)  # (K_l, V)
-        ks = t_lp.shape[0]
+            # The base model with neither passage nor adapter, on the student's and the locality
+            # rows in one pass: on the first, where it already agrees with the teacher, the
+            # passage taught nothing; the second are the locality term's targets.
+            ks = t_lp.shape[0]
+            base_lp = F.log_softmax(answer_logits(bm, [x for _, x in rows]), -1)  # (K_s + K_l, V)
+            o_lp, b_lp = base_lp[:ks], base_lp[ks:]
         s_lp = F.log_softmax(s_logits[:ks], -1)
         kl_t = (t_lp.exp() * (t_lp - s_lp)).sum(-1)  # (K_s,) per answer token
         gap = (t_lp.exp() * (t_lp - o_lp)).sum(-1)  # (K_s,) KL(teacher || no passage)
@@ -273,8 +274,14 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
         ev_rows = teacher_pool(bm, ev, rc, root / "eval_teacher.jsonl", batch=batch, n=rc.n_eval, q_per_doc=2)
         ev_step = RealStep(bm, hyper, ev_rows, replace(rc, docs_per_step=len(ev_rows)))
         held = ev_step.data(0)  # the same held-out batch at every evaluation
+
+    def log_eval(batch: dict) -> None:
         hyper.eval()
-        log.write(json.dumps({"step": step, "eval": ev_step.evaluate(held)}) + "\n")
+        log.write(json.dumps({"step": step, "eval": ev_step.evaluate(batch)}) + "\n")
+        log.flush()
+
+    if held is not None:
+        log_eval(held)
     start_step, t0 = step, time.time() - elapsed
     with progress() as bar:
         task = bar.add_task("train hypernet", total=rc.steps, completed=step)
@@ -299,9 +306,7 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
                 log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), **info, "t": round(time.time() - t0, 1)}) + "\n")
                 log.flush()
             if held is not None and (step % rc.eval_every == 0 or step == rc.steps):
-                hyper.eval()
-                log.write(json.dumps({"step": step, "eval": ev_step.evaluate(held)}) + "\n")
-                log.flush()
+                log_eval(held)
             if step % rc.ckpt_every == 0 or step == rc.steps:
                 save_train_state(ck, hyper, opt, {"step": step, "elapsed": time.time() - t0, "recipe": asdict(rc),
                                                   "fingerprint": cfg.base_fingerprint, "config": cfg.to_json()})
