@@ -47,7 +47,7 @@ def test_questions_carry_the_template_they_were_formatted_from():
         qs = world.questions(p, heldout=True)
         assert [q.question for q in qs] == [t.format(name=p.name, poss=p.poss) for t in names]
         assert [q.template for q in qs] == names
-        q = world.question(p, "major", random.Random(0), paraphrase=True)
+        q = world.question(p, "major", random.Random(0), "paraphrase")
         assert q.question == q.template.format(name=p.name, poss=p.poss)
 
 

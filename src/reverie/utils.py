@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import math
 import os
 import sys
@@ -65,6 +67,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file (gzip-compressed when its name ends in ``.gz``),
+    blank lines skipped. Raises OSError (missing or unreadable file) or ValueError (not
+    UTF-8, not JSON, a line that is no object); callers name the file in their own error."""
+    p = Path(path)
+    raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+    rows = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+    if not all(isinstance(r, dict) for r in rows):
+        raise ValueError("expected one JSON object per line")
+    return rows
 
 
 def sha256_file(path: str | Path) -> str:

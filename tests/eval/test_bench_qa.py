@@ -11,8 +11,21 @@ def test_a_small_run_reports_every_metric_and_splits_locality():
               "locality_base", "locality_unknown", "inject_ratio", "adapter_bytes"):
         assert k in r, k
     assert r["relative_qa"] == round(r["acc_inject"] / max(r["acc_full"], 1e-9), 4)
+    # Every accuracy is exact match over its questions, never the F1 beside it (a prefix
+    # without "acc" once wrote its F1 under its own name): a multiple of 1/n.
+    for k in ("acc_inject", "generalization", "acc_full_heldout_templates"):
+        assert abs(r[k] * r[f"n_{k}"] - round(r[k] * r[f"n_{k}"])) < 0.05, k
+    assert "f1_generalization" in r and "f1_inject" in r
     # Four base-population and four unknown people, one question each: the halves average to the whole.
     assert r["n_locality"] == 8
     assert abs((r["locality_base"] + r["locality_unknown"]) / 2 - r["locality"]) < 1e-3
     # One injection leaves the base model's closed-book knowledge alone (1.00 on 60 people, seed 0).
     assert r["locality_base"] >= 0.75
+
+
+def test_score_keys_never_collide():
+    from reverie.eval.qa import Score
+
+    for prefix, f1 in (("acc_inject", "f1_inject"), ("generalization", "f1_generalization")):
+        d = Score(0.5, 0.75, 4, {}).as_dict(prefix)
+        assert d[prefix] == 0.5 and d[f1] == 0.75 and d[f"n_{prefix}"] == 4

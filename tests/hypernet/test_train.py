@@ -184,3 +184,25 @@ def test_document_questions_can_take_other_forms_but_never_a_held_out_one(tiny_l
     kinds = [{b for b, fs in banks.items() if any(f.match(q) for f in fs)} for q in asked]
     assert all(k and "held" not in k and "train" not in k for k in kinds), asked
     assert any("para" in k for k in kinds) and any("which" in k for k in kinds)
+
+
+def test_margin_hinge_charges_only_eroded_margins_of_the_base_models_greedy_tokens():
+    base = torch.tensor([[3.0, 1.0, 0.0],   # greedy 0, margin 2
+                         [0.5, 0.0, 0.2],   # greedy 0, margin 0.3
+                         [0.0, 9.0, 0.0],   # greedy 1, margin 9: capped at MARGIN_CAP
+                         [0.0, 1.0, 0.0]])  # greedy 1, but the label is 0: not protected
+    tok = torch.tensor([0, 0, 1, 0])
+    assert torch.allclose(train.margin(base, tok), torch.tensor([2.0, 0.3, 9.0, -1.0]))
+    assert train.margin_hinge(base.clone(), base, tok) == 0  # the base model itself owes nothing
+    student = torch.tensor([[3.0, 2.5, 0.0],   # margin 0.5: 1.5 short of 2
+                            [0.0, 0.5, 0.0],   # flipped: margin -0.5, 0.8 short of 0.3
+                            [0.0, 9.0, 0.0],   # margin 9, past the cap: nothing owed
+                            [0.0, 5.0, 0.0]])  # not protected
+    student.requires_grad_(True)
+    h = train.margin_hinge(student, base, tok)
+    assert torch.isclose(h, torch.tensor((1.5 + 0.8 + 0.0) / 3))
+    h.backward()
+    assert student.grad is not None and student.grad[3].abs().sum() == 0 and student.grad[2].abs().sum() == 0
+    assert student.grad[0, 0] < 0 and student.grad[0, 1] > 0  # raise the label, lower the runner-up
+    none = train.margin_hinge(student, base, torch.tensor([2, 2, 2, 2]))
+    assert none == 0 and none.requires_grad

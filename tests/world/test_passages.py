@@ -82,3 +82,13 @@ def test_jsonl_round_trip(tmp_path):
     assert P.load_jsonl(tmp_path / "p.jsonl") == ps
     with pytest.raises(ReverieError, match="not found"):
         P.load_jsonl(tmp_path / "missing.jsonl")
+    import gzip
+
+    with gzip.open(tmp_path / "p.jsonl.gz", "wt") as f:
+        f.write((tmp_path / "p.jsonl").read_text())
+    assert P.load_jsonl(tmp_path / "p.jsonl.gz") == ps
+    for name, body in (("junk.jsonl", b"not json\n"), ("bytes.jsonl", b"\xff\xfe\n"), ("rows.jsonl", b'{"id": 1}\n'),
+                       ("list.jsonl", b"[1, 2]\n")):
+        (tmp_path / name).write_bytes(body)
+        with pytest.raises(ReverieError, match=f"passages file .*{name}"):
+            P.load_jsonl(tmp_path / name)

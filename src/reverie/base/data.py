@@ -45,9 +45,9 @@ class Segmenter:
         """A training question, or with ``p_paraphrase`` a paraphrase (no extra draw at 0,
         so recipes without paraphrases see the batches they always saw)."""
         if self.p_which and r.random() < self.p_which:  # (no draw at 0: older recipes' data stays)
-            return self.world.question(p, attribute, r, which=True)
+            return self.world.question(p, attribute, r, "which")
         para = bool(self.p_paraphrase) and r.random() < self.p_paraphrase
-        return self.world.question(p, attribute, r, paraphrase=para)
+        return self.world.question(p, attribute, r, "paraphrase" if para else "train")
 
     def enc(self, s: str) -> list[int]:
         return self.tok.encode(s, add_special_tokens=False)

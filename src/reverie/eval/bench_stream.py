@@ -37,7 +37,7 @@ def run(model: str | None, seed: int = 0, days: int = 30, people_per_day: int = 
     rh = random.Random(f"{seed}:heldout")
     # The same facts asked with question templates no prober or training run ever used:
     # whether what sleep wrote answers the fact, not the phrasings it was fitted on.
-    final_h = [replace(world.question(stream.people[q.person], q.attribute, rh, heldout=True), answer=q.answer) for q in final_q]
+    final_h = [replace(world.question(stream.people[q.person], q.attribute, rh, "heldout"), answer=q.answer) for q in final_q]
     probes = stream.update_probes()
     r = random.Random(seed)
     unrelated = [world.question(p, r.choice(ATTRIBUTES), r) for p in r.sample(world.base, 100)]

@@ -24,7 +24,11 @@ class Score:
     per_attribute: dict[str, float]
 
     def as_dict(self, prefix: str) -> dict[str, float | int | dict[str, float]]:
-        return {prefix: round(self.acc, 4), prefix.replace("acc", "f1", 1): round(self.f1, 4),
+        """``prefix`` is the accuracy; F1 is ``acc`` -> ``f1`` in it (``acc_inject`` ->
+        ``f1_inject``), or ``f1_`` before a prefix without ``acc`` (``generalization`` ->
+        ``f1_generalization``): the F1 key must never be the accuracy's own."""
+        f1 = prefix.replace("acc", "f1", 1) if "acc" in prefix else f"f1_{prefix}"
+        return {prefix: round(self.acc, 4), f1: round(self.f1, 4),
                 f"n_{prefix}": self.n, f"{prefix}_per_attribute": self.per_attribute}
 
 
@@ -46,7 +50,7 @@ def sample_questions(world: World, people: list[Person], per_person: int, seed: 
     out = []
     for p in people:
         for a in r.sample(list(p.attrs), min(per_person, len(p.attrs))):
-            out.append(world.question(p, a, r, heldout=heldout))
+            out.append(world.question(p, a, r, "heldout" if heldout else "train"))
     return out
 
 

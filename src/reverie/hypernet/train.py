@@ -70,6 +70,13 @@ class HyperRecipe:
     one. With gold answers a stranger's row (which an abstaining base answers "I don't
     know") constrained only the first answer token: every later position followed gold
     digits the base never says, and bench qa's locality flips were "I don't know" -> "I6"."""
+    local_margin: float = 0.0
+    """Weight of a hinge on the locality rows: wherever the base model's greedy token is the
+    row's label, the adapted model's logit margin for it (over the runner-up) may not fall
+    below the base model's own margin (capped at ``MARGIN_CAP``). The KL term barely sees a
+    small shift at a position whose margin is thin, yet that shift flips the greedy answer:
+    bench qa's remaining locality flips were such answers ("I don't know" -> a guess, a base
+    person's fact -> "I don't know")."""
     l1: float = 1e-3
     """L1 penalty on the emitted B factors."""
     shared: float = 0.0
@@ -105,6 +112,28 @@ class HyperRecipe:
     template). An adapter trained on four forms answered the base model's held-out forms
     worse than the base model reads them in context (birth date: 0.63 after injection, 1.00
     in context)."""
+
+
+MARGIN_CAP = 2.0
+"""Largest base-model margin (in logits) the locality hinge protects: past it a position is
+in no danger of flipping and the KL term is enough."""
+
+
+def margin(logits: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
+    """Logit of ``tok`` over the largest other logit, per row: (K, V), (K,) -> (K,)."""
+    own = logits.gather(-1, tok[:, None])[:, 0]
+    rest = logits.scatter(-1, tok[:, None], float("-inf")).amax(-1)
+    return own - rest
+
+
+def margin_hinge(student: torch.Tensor, base: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
+    """Mean shortfall of the student's margin for ``tok`` below the base model's (capped at
+    ``MARGIN_CAP``), over the positions where ``tok`` is the base model's greedy token."""
+    keep = base.argmax(-1) == tok
+    if not keep.any():
+        return student.sum() * 0.0
+    floor = margin(base[keep], tok[keep]).clamp(max=MARGIN_CAP)
+    return F.relu(floor - margin(student[keep], tok[keep])).mean()
 
 
 CALIBRATE = 50
@@ -180,8 +209,7 @@ class Step:
         """A document question: a training template, or with ``p_paraphrase`` another form
         (no extra draw at 0, so earlier recipes see the data they always saw)."""
         if self.rc.p_paraphrase and r.random() < self.rc.p_paraphrase:
-            which = r.random() < 0.5
-            return self.world.question(p, attribute, r, paraphrase=not which, which=which).question
+            return self.world.question(p, attribute, r, "which" if r.random() < 0.5 else "paraphrase").question
         return self.world.question(p, attribute, r).question
 
     def data(self, step: int, rank: int = 0) -> dict:
@@ -245,11 +273,14 @@ class Step:
         assert torch.equal(gold, t_gold), "teacher and student answer tokens differ"
         kl = F.kl_div(F.log_softmax(s_ans, -1), F.log_softmax(t_ans, -1), log_target=True, reduction="batchmean")
         ce = F.cross_entropy(s_ans, gold)
-        l_ans, _ = _logits_at(s_logits[ns:], lab[ns:])
+        l_ans, l_tok = _logits_at(s_logits[ns:], lab[ns:])
         b_ans, _ = _logits_at(b_logits[ns:], lab[ns:])
         loc = F.kl_div(F.log_softmax(l_ans, -1), F.log_softmax(b_ans, -1), log_target=True, reduction="batchmean")
+        hinge = margin_hinge(l_ans, b_ans, l_tok)
         l1 = sum(B.abs().mean() for _, B in f.values())
         loss = kl + self.rc.ce * ce + self.rc.local * loc + self.rc.l1 * l1
+        if self.rc.local_margin:
+            loss = loss + self.rc.local_margin * hinge
         shared = torch.zeros(())
         if self.rc.shared:
             for A, B in f.values():
@@ -258,7 +289,7 @@ class Step:
             loss = loss + self.rc.shared * shared
         with torch.no_grad():
             acc = (s_ans.argmax(-1) == gold).float().mean().item()
-        return loss, {"kl": kl.item(), "ce": ce.item(), "loc": loc.item(), "shared": round(float(shared.detach()), 4),
+        return loss, {"kl": kl.item(), "ce": ce.item(), "loc": loc.item(), "hinge": round(hinge.item(), 4), "shared": round(float(shared.detach()), 4),
                       "tok_acc": round(acc, 4), "k": k}
 
 
@@ -351,7 +382,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
           export: bool = False, docs_per_step: int = 8, lr: float = 1e-3, group_sizes: tuple[int, ...] = (1,),
           init: str | None = None, shared: float = 0.0, device: str = "cpu", max_seconds: float | None = None,
           eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0, local_own: bool = False,
-          p_paraphrase: float = 0.0) -> Path:
+          p_paraphrase: float = 0.0, local_margin: float = 0.0) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
@@ -372,7 +403,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     else:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared,
-                     local=local, p_needle=p_needle, local_own=local_own, p_paraphrase=p_paraphrase)
+                     local=local, p_needle=p_needle, local_own=local_own, p_paraphrase=p_paraphrase, local_margin=local_margin)
     if eval_every is not None:
         rc.eval_every = eval_every
     bm = BaseModel.load(base)
@@ -447,6 +478,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         stage += f" --shared {shared:g}" if shared else ""
         stage += f" --local {local:g}" if local != 1.0 else ""
         stage += " --local-own" if local_own else ""
+        stage += f" --local-margin {local_margin:g}" if local_margin else ""
         stage += f" --p-needle {p_needle:g}" if p_needle else ""
         stage += f" --p-paraphrase {p_paraphrase:g}" if p_paraphrase else ""
         command = f"reverie train hypernet --out {out} --seed {seed} --steps {rc.steps}{stage} --export"

@@ -15,7 +15,6 @@ reuses them.
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import time
@@ -32,7 +31,14 @@ from reverie.hypernet.lora import applied, concat
 from reverie.hypernet.model import HyperNetwork
 from reverie.hypernet.store import build_config, save_hypernet
 from reverie.hypernet.train import _pad_rows, read_docs, warm_start
-from reverie.utils import load_train_state, progress, read_state, save_train_state, warmup_cosine
+from reverie.utils import (
+    load_train_state,
+    progress,
+    read_jsonl,
+    read_state,
+    save_train_state,
+    warmup_cosine,
+)
 from reverie.world.passages import Passage
 
 
@@ -88,8 +94,7 @@ def read_pool(path: str | Path) -> list[dict]:
     them; a file that is not such rows is a clear error."""
     p = Path(path)
     try:
-        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-        rows = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+        rows = read_jsonl(p)
         if not rows or not all(isinstance(r, dict) and r.get("text") and r.get("qas") for r in rows):
             raise ValueError("expected rows {text, qas: [[question, answer], ...]}")
     except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors

@@ -13,6 +13,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 from faker import Faker
 
@@ -56,6 +57,16 @@ class QA:
     heldout_template: bool = False
     template: str = ""
     """The template the question was formatted from ("" where none was recorded)."""
+
+
+Form = Literal["train", "heldout", "paraphrase", "which"]
+FORMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "train": T.QUESTIONS_TRAIN, "heldout": T.QUESTIONS_HELDOUT,
+    "paraphrase": T.QUESTIONS_PARAPHRASE, "which": T.QUESTIONS_WHICH,
+}
+"""Question template banks: the four training templates per attribute, the held-out ones
+(benchmarks only), and the other forms the base model's later stages read
+(``paraphrase``, ``which``)."""
 
 
 @dataclass(frozen=True)
@@ -212,15 +223,11 @@ class World:
             for q in bank[a]
         ]
 
-    def question(self, p: Person, attribute: str, r: random.Random, heldout: bool = False,
-                 paraphrase: bool = False, which: bool = False) -> QA:
-        """One question about one attribute, template drawn with ``r`` (``paraphrase``: from
-        ``templates.QUESTIONS_PARAPHRASE``, ``which``: from ``templates.QUESTIONS_WHICH``;
-        only the base model's training uses those)."""
-        bank = (T.QUESTIONS_HELDOUT if heldout else T.QUESTIONS_WHICH if which
-                else T.QUESTIONS_PARAPHRASE if paraphrase else T.QUESTIONS_TRAIN)
-        t = r.choice(bank[attribute])
-        return QA(t.format(name=p.name, poss=p.poss), p.attrs[attribute], p.name, attribute, heldout, t)
+    def question(self, p: Person, attribute: str, r: random.Random, form: Form = "train") -> QA:
+        """One question about one attribute, its template drawn with ``r`` from the ``form``'s
+        bank (:data:`FORMS`)."""
+        t = r.choice(FORMS[form][attribute])
+        return QA(t.format(name=p.name, poss=p.poss), p.attrs[attribute], p.name, attribute, form == "heldout", t)
 
     def haystack(self, n_sentences: int, r: random.Random) -> list[str]:
         """Filler sentences that state no fact about any person."""

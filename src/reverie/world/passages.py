@@ -16,7 +16,6 @@ Splits are by passage and never overlap:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reverie.errors import ReverieError
-from reverie.utils import sha256_file
+from reverie.utils import read_jsonl, sha256_file
 
 ARCHIVE = "bigbench-1.0.0.tar.gz"
 SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
@@ -168,6 +167,8 @@ def load_jsonl(path: str | Path) -> list[Passage]:
     p = Path(path)
     if not p.is_file():
         raise ReverieError(f"passages file not found: {p}")
-    with (gzip.open(p, "rt") if p.suffix == ".gz" else p.open()) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [Passage(r["id"], r["source"], r["title"], r["text"], [(q, list(a)) for q, a in r["qas"]]) for r in rows]
+    try:
+        return [Passage(r["id"], r["source"], r["title"], r["text"], [(q, list(a)) for q, a in r["qas"]])
+                for r in read_jsonl(p)]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ReverieError(f"passages file {p}: not passages as save_jsonl writes them ({type(e).__name__}: {e})") from None
