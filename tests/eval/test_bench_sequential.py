@@ -83,3 +83,11 @@ def test_equal_length_latency_times_the_same_number_of_tokens_both_ways(tmp_path
     assert tokens_routed == sum(gens[q.question].max_new_tokens for q in qs) / len(qs)
     assert tokens_plain >= 1
     assert bs.answer_lengths(bm, mem, router, qs, gens) == (tokens_plain, tokens_routed)  # the lengths reused
+
+
+def test_summary_names_the_last_point_of_a_run_that_ends_on_a_checkpoint():
+    m = {"retention": 0.9, "generalization": 0.8, "locality": 1.0, "competence": 1.0}
+    res = {"T": 100, "strategies": {"bank": {"curve": {1: m, 10: m, 100: m}}},
+           "acc_inject_single": 0.9, "generalization_single": 0.8}
+    s = bs.summary(res)
+    assert s["best_strategy"] == "bank" and s["retention_100"] == 0.9 and s["retention_100_over_single"] == 1.0

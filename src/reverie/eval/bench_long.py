@@ -128,6 +128,16 @@ def answer_latency(bm: BaseModel, question: str, context: str | None, adapter=No
     return statistics.median(times)
 
 
+def haystack_of(world: World, inj: HyperInjector, n_tokens: int, r: random.Random) -> list[str]:
+    """Haystack sentences drawn one at a time until their text reaches ``n_tokens`` tokens."""
+    hay: list[str] = []
+    n = 0
+    while n < n_tokens:
+        hay += world.haystack(1, r)
+        n += inj.n_tokens(" " + hay[-1])
+    return hay
+
+
 def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64, lengths: tuple[int, ...] = LENGTHS,
         needle_trials: int = 3) -> dict[str, Any]:
     world = World(WorldConfig(seed=0))
@@ -187,14 +197,19 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
             sleep_s: list[float] = []
             repaired: list[bool] = []  # a chunk's one-pass write missed the number: sleep fitted a correction
             inject_s: list[float] = []
+            hay_tokens: list[int] = []
+            # The haystack and its needle sentence together are mult x window tokens (within
+            # one sentence): a sentence count at an assumed 12 tokens each fell ~10% short.
+            fill = mult * window - inj.n_tokens(NEEDLE.format(value="1234567"))
             for d in range(DEPTHS):
                 hits = []
                 mem_hits = []
                 for _ in range(needle_trials):
                     value = str(r.randint(1_000_000, 9_999_999))
-                    hay = world.haystack(int(mult * window / 12), r)
+                    hay = haystack_of(world, inj, fill, r)
                     at = round(d / (DEPTHS - 1) * len(hay))
                     text = " ".join(hay[:at] + [NEEDLE.format(value=value)] + hay[at:])
+                    hay_tokens.append(inj.n_tokens(text))
                     t0 = time.perf_counter()
                     ad = variants["concat"].inject(text)
                     inject_s.append(time.perf_counter() - t0)
@@ -220,6 +235,7 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_per_length: int = 64
             out[f"needle_memory_sleep_s_{key}"] = round(statistics.mean(sleep_s), 3)
             out[f"needle_memory_repaired_{key}"] = round(statistics.mean(repaired), 4)
             out[f"needle_inject_s_{key}"] = round(statistics.mean(inject_s), 4)
+            out[f"needle_tokens_{key}"] = round(statistics.mean(hay_tokens), 1)
             if in_ctx:
                 out["needle_in_context_1x"] = round(statistics.mean(in_ctx), 4)
             bar.advance(task)

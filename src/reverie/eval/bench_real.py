@@ -107,8 +107,13 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_passages: int = 100,
         if partial is not None:
             partial(out)
         # Locality: other passages' questions, answered with and without an unrelated adapter.
+        # One question per passage (its first: a passage may have fewer than per_passage),
+        # asked under the next passage's adapter.
         ids = list(text)
-        other = [Row(ids[(i + 1) % len(ids)], x.question, x.answers) for i, x in enumerate(rows[::per_passage])]
+        first: dict[str, Row] = {}
+        for x in rows:
+            first.setdefault(x.person, x)
+        other = [Row(ids[(ids.index(pid) + 1) % len(ids)], x.question, x.answers) for pid, x in first.items()]
         plain = bm.answer_batch([bm.prompt(x.question) for x in other], gen)
         moved = ask_injected(bm, other, adapters, gen)
         out["locality"] = round(sum(a == b for a, b in zip(plain, moved, strict=True)) / len(other), 4)

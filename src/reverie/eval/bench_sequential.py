@@ -292,7 +292,7 @@ LATENCY = ("answer_ratio", "answer_ratio_routed", "answer_ratio_routed_cold", "a
 def summary(res: dict[str, Any]) -> dict[str, Any]:
     """Flat design.md names: ``<metric>_<T>`` per strategy, and the best strategy at the last T."""
     out: dict[str, Any] = {}
-    last = max(CHECKPOINTS + (res["T"],)) if res["T"] in CHECKPOINTS else res["T"]
+    last = res["T"]  # the curve's last point (every checkpoint up to T, and T itself)
     for name, s in res["strategies"].items():
         for T, m in s["curve"].items():
             for k in METRICS + LATENCY + ("memory_bytes", "refused"):

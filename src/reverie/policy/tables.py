@@ -42,6 +42,11 @@ from reverie.utils import atomic_write_text
 THRESHOLD = 0.55
 """Routing threshold (the Router's default, between stored and unstored people's scores)."""
 
+TABLES_VERSION = 2
+"""Part of every cache key: raise it whenever ``_compute`` changes what a table holds, so a
+cache written by older code is recomputed, never reused (the key otherwise covers only the
+weights, the stream and the threshold)."""
+
 
 @dataclass
 class StreamTables:
@@ -106,7 +111,7 @@ def build(learner, stream: PolicyStream, cache: Path | None = None) -> StreamTab
 def _key(learner, stream: PolicyStream) -> str:
     from reverie.hypernet.model import fingerprint
 
-    h = hashlib.sha256(json.dumps([asdict(stream.config), stream.seed, fingerprint(learner.bm.model), THRESHOLD],
+    h = hashlib.sha256(json.dumps([asdict(stream.config), stream.seed, fingerprint(learner.bm.model), THRESHOLD, TABLES_VERSION],
                                   default=str).encode())
     for p in list(learner.injector.hyper.parameters())[:6]:  # which hypernetwork wrote the adapters
         h.update(p.detach().flatten()[:256].float().numpy().tobytes())
@@ -153,10 +158,9 @@ def _compute(learner, stream: PolicyStream) -> StreamTables:
     preds = ask_injected(bm, keyed, {str(i): ad for i, ad in enumerate(ads)}) if pairs else []
     for (qi, x), p in zip(pairs, preds, strict=True):
         correct[qi, x] = exact_match(p, qas[qi].answer)
-    rb = int(ads[0].meta.get("bias_rank", 0))
-    bias = Adapter({t: (A[:, -rb:], B[..., -rb:]) for t, (A, B) in ads[0].factors.items()}, ads[0].scale)
-    pb = ask_injected(bm, [replace(q, person="bias") for q in qas], {"bias": bias})
     base = bm.answer_batch([bm.prompt(q.question) for q in qas])
+    _, bias_f = ads[0].parts()  # None for an injector without a bias: the base model's answers stand
+    pb = base if bias_f is None else ask_injected(bm, [replace(q, person="bias") for q in qas], {"bias": Adapter(bias_f, 1.0)})
     return StreamTables(
         seed=stream.seed, texts=texts, shas=[hashlib.sha256(t.encode()).hexdigest() for t in texts], kinds=kinds,
         surprise=np.asarray(surprise(bm, texts), dtype=np.float32), nights=nights, questions=qidx, sim=sim,

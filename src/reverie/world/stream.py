@@ -95,9 +95,10 @@ class Stream:
             out += [world.question(p, a, r) for a in attrs]
         return out
 
-    def update_probes(self) -> list[tuple[QA, str]]:
+    def update_probes(self) -> list[tuple[QA, tuple[str, ...]]]:
         """For the latest update of each (person, attribute): the question with the new
-        answer, and the stale answer."""
+        answer, and every stale answer (the value before the first update and each one
+        replaced since: a fact changed twice, A -> B -> C, has two)."""
         latest: dict[tuple[str, str], Update] = {}
         for u in self.updates:
             latest[(u.person, u.attribute)] = u
@@ -105,8 +106,8 @@ class Stream:
         for u in latest.values():
             p = self.people[u.person]
             q = QUESTIONS_TRAIN[u.attribute][0].format(name=p.name, poss=p.poss)
-            first = next(x for x in self.updates if (x.person, x.attribute) == (u.person, u.attribute))
-            out.append((QA(q, u.new, p.name, u.attribute), first.old))
+            stale = tuple(x.old for x in self.updates if (x.person, x.attribute) == (u.person, u.attribute))
+            out.append((QA(q, u.new, p.name, u.attribute), stale))
         return out
 
 
