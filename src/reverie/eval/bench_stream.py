@@ -44,7 +44,7 @@ def run(model: str | None, seed: int = 0, days: int = 30, people_per_day: int = 
     # whether what sleep wrote answers the fact, not the phrasings it was fitted on.
     final_h = [replace(world.question(stream.people[q.person], q.attribute, rh, "heldout"), answer=q.answer) for q in final_q]
     probes = stream.update_probes()
-    changed = {u.person for u in stream.updates}
+    changed = stream.changed
     r = random.Random(seed)
     unrelated = [world.question(p, r.choice(ATTRIBUTES), r) for p in r.sample(world.base, 100)]
     plain = BaseModel.load(model)
@@ -124,7 +124,7 @@ def reference(model: str | None, world: World, stream: Any, final_q: list, final
         for o in d.observations:
             if o.kind == "bio" and o.person not in first:
                 first[o.person] = o.text
-    changed = {u.person for u in stream.updates}
+    changed = stream.changed
     qs = [q for q in final_q if q.person not in changed]
     qh = [q for q in final_h if q.person not in changed]
     ads = dict(zip(first, learner.injector.inject_many(list(first.values())), strict=True))

@@ -216,7 +216,7 @@ class World:
 
     def questions(self, p: Person, heldout: bool = False) -> list[QA]:
         """Every question about ``p``: all training templates, or all held-out ones."""
-        bank = T.QUESTIONS_HELDOUT if heldout else T.QUESTIONS_TRAIN
+        bank = FORMS["heldout" if heldout else "train"]
         return [
             QA(q.format(name=p.name, poss=p.poss), p.attrs[a], p.name, a, heldout, q)
             for a in T.ATTRIBUTES

@@ -80,6 +80,11 @@ class Stream:
     """Everyone read, with their values at the end of the stream."""
     updates: list[Update] = field(default_factory=list)
 
+    @property
+    def changed(self) -> frozenset[str]:
+        """The people with at least one update (single-injection references leave them out)."""
+        return frozenset(u.person for u in self.updates)
+
     def final_questions(self, world: World, per_person: int = 3) -> list[QA]:
         """Questions about everyone read, with the values true at the end; every update's
         attribute is among each updated person's questions."""
