@@ -29,6 +29,7 @@ def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: 
                p_unknown: Annotated[float, typer.Option(help="Share of closed-book segments in the needle stage that ask about people never read about, answered \"I don't know\".")] = 0.0,
                p_paraphrase: Annotated[float, typer.Option(help="Share of questions asked with a paraphrase template (other question forms; never a held-out one).")] = 0.0,
                p_which: Annotated[float, typer.Option(help="Share of questions asked as \"Which <noun> ...\" with varied nouns (never a held-out one).")] = 0.0,
+               p_words: Annotated[float, typer.Option(help="Share of university questions asked with \"school\", a word the hypernetwork's training questions never use (never a held-out template).")] = 0.0,
                init: Annotated[str | None, typer.Option(help="Start a new run from this model folder (e.g. the shipped one) or base run folder, keeping its tokenizer; with --needle-from 0, a needle stage on its own.")] = None,
                device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                export: Annotated[bool, typer.Option(help="Ship the result as the embedded default model.")] = False,
@@ -37,7 +38,7 @@ def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: 
     from reverie.base.train import setup
 
     setup(out=str(out_dir), seed=seed, steps=steps, export=export, needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle, p_unknown=p_unknown,
-          p_paraphrase=p_paraphrase, p_which=p_which, init=init, device=device, export_to=None if export_to is None else str(export_to))
+          p_paraphrase=p_paraphrase, p_which=p_which, p_words=p_words, init=init, device=device, export_to=None if export_to is None else str(export_to))
 
 
 @train_app.command("hypernet")

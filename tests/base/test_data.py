@@ -90,6 +90,21 @@ def test_which_questions_appear_only_when_asked_for(tokenizer, world):
     assert asked and all(any(f.match(q) for f in forms) for q in asked)
 
 
+def test_base_words_appear_only_when_asked_for(tokenizer, world):
+    from reverie.world.templates import QUESTIONS_BASE_WORDS
+
+    args = (0, 3, 4, 1024, 0.45, 0.3, 0.15)
+    plain = batch(Segmenter(tokenizer, world), *args)
+    assert all(torch.equal(a, b) for a, b in zip(plain, batch(Segmenter(tokenizer, world, p_words=0.0), *args), strict=True))
+    ids, _ = batch(Segmenter(tokenizer, world, p_words=1.0), *args)
+    text = " ".join(tokenizer.decode([t for t in row.tolist() if t != tokenizer.pad_token_id]) for row in ids)
+    asked = [line.split("Question: ", 1)[1] for line in text.split("\n") if "Question: " in line]
+    forms = [template_pattern(t) for t in QUESTIONS_BASE_WORDS["university"]]
+    school = [q for q in asked if "school" in q]
+    assert school and all(any(f.match(q) for f in forms) for q in school)
+    assert len(school) < len(asked)  # only the bank's attributes are asked this way
+
+
 def test_a_needle_stage_starts_from_the_shipped_model(tmp_path):
     # A new run from the shipped weights and tokenizer, on the non-CPU code path (cpu:0).
     import json

@@ -12,7 +12,9 @@ def test_a_short_stream_reports_each_mode():
             assert 0.0 <= m[k] <= (1.0 if k != "sleep_s" else 1e6)
         # Like with like: the reference leaves out people whose facts changed, so does the ratio.
         assert r[f"final_over_inject_{mode}"] == round(m["final_acc_unchanged"] / max(r["acc_inject"], 1e-9), 3)
-    assert r["bank"]["replays_refused"] == 0 and r["bank"]["locality"] == 1.0
+    # A bank answers unrelated prompts with the base weights plus the hypernetwork's shared
+    # bias adapter, which may tip a thin answer (issue 5's locality target is 0.98).
+    assert r["bank"]["replays_refused"] == 0 and r["bank"]["locality"] >= 0.98
     assert "| bank |" in bst.markdown(r)
 
 

@@ -162,7 +162,7 @@ def test_read_docs_hidden_states_match_the_whole_models_pass(tiny_llama_dir):
     assert ins["mlp.down_proj"].shape[:2] == (2, bm.n_layers)
 
 
-def test_document_questions_can_take_other_forms_but_never_a_held_out_one(tiny_llama_dir, world):
+def test_document_questions_can_take_other_forms_but_never_a_held_out_or_base_only_one(tiny_llama_dir, world):
     from reverie.base.model import BaseModel
     from reverie.hypernet.model import HyperNetwork
     from reverie.hypernet.store import build_config
@@ -184,6 +184,7 @@ def test_document_questions_can_take_other_forms_but_never_a_held_out_one(tiny_l
     kinds = [{b for b, fs in banks.items() if any(f.match(q) for f in fs)} for q in asked]
     assert all(k and "held" not in k and "train" not in k for k in kinds), asked
     assert any("para" in k for k in kinds) and any("which" in k for k in kinds)
+    assert not any("school" in q.lower() for q in asked)  # the base model's words alone (QUESTIONS_BASE_WORDS)
 
 
 def test_margin_hinge_charges_only_eroded_margins_of_the_base_models_greedy_tokens():

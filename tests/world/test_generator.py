@@ -61,6 +61,21 @@ def test_paraphrases_never_repeat_a_held_out_form():
     assert all(t.startswith("Which ") for a in ATTRIBUTES for t in T.QUESTIONS_WHICH[a])
 
 
+def test_base_words_teach_a_word_without_a_held_out_template():
+    """The base-only bank ("school") repeats no held-out template or its verb, and no other
+    bank uses its words, so the hypernetwork's question forms never contain them."""
+    held = {t for a in ATTRIBUTES for t in T.QUESTIONS_HELDOUT[a]}
+    for a, bank in T.QUESTIONS_BASE_WORDS.items():
+        assert a in ATTRIBUTES and len(bank) >= 4 and len(set(bank)) == len(bank)
+        assert not set(bank) & held
+        for t in bank:
+            low = t.lower()
+            assert "{name}" in t and "school" in low and "go to" not in low and "went to" not in low
+            assert not re.match(r"which \w+ is ", low), t
+    others = (T.QUESTIONS_TRAIN, T.QUESTIONS_PARAPHRASE, T.QUESTIONS_WHICH)
+    assert not any("school" in t.lower() for bank in others for a in ATTRIBUTES for t in bank[a])
+
+
 def test_biography_states_every_attribute(world):
     r = random.Random(0)
     for p in world.base:

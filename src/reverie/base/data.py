@@ -22,7 +22,7 @@ import torch
 
 from reverie.base.prompt import answer_text, closed_prompt
 from reverie.world import ATTRIBUTES, QA, Person, World
-from reverie.world.generator import _rng
+from reverie.world.generator import FORMS, _rng
 from reverie.world.templates import NEEDLE_QUESTION, UNKNOWN_ANSWER
 
 IGNORE = -100
@@ -32,7 +32,8 @@ Segment = tuple[list[int], list[int]]
 class Segmenter:
     """Turns world items into (ids, labels) segments for one tokenizer."""
 
-    def __init__(self, tokenizer, world: World, p_paraphrase: float = 0.0, p_which: float = 0.0):
+    def __init__(self, tokenizer, world: World, p_paraphrase: float = 0.0, p_which: float = 0.0,
+                 p_words: float = 0.0):
         self.tok = tokenizer
         self.world = world
         self.bos = tokenizer.bos_token_id
@@ -40,10 +41,15 @@ class Segmenter:
         """Share of questions drawn from ``templates.QUESTIONS_PARAPHRASE`` (base training)."""
         self.p_which = p_which
         """Share of questions drawn from ``templates.QUESTIONS_WHICH`` (drawn first)."""
+        self.p_words = p_words
+        """Share of questions, for an attribute in ``templates.QUESTIONS_BASE_WORDS``, drawn
+        from that bank (drawn before all others)."""
 
     def question(self, p: Person, attribute: str, r: random.Random) -> QA:
         """A training question, or with ``p_paraphrase`` a paraphrase (no extra draw at 0,
         so recipes without paraphrases see the batches they always saw)."""
+        if self.p_words and attribute in FORMS["words"] and r.random() < self.p_words:  # (no draw at 0)
+            return self.world.question(p, attribute, r, "words")
         if self.p_which and r.random() < self.p_which:  # (no draw at 0: older recipes' data stays)
             return self.world.question(p, attribute, r, "which")
         para = bool(self.p_paraphrase) and r.random() < self.p_paraphrase

@@ -89,6 +89,10 @@ class BaseRecipe:
     (``templates.QUESTIONS_WHICH``). The model read "Which" followed by a noun it never saw in
     a question as asking for the major, whatever the verb said ("Which town was X born in?"
     0.00 in context, "What day was X born?" 1.00)."""
+    p_words: float = 0.0
+    """Share of questions, for the attributes in ``templates.QUESTIONS_BASE_WORDS``, asked
+    with a word the hypernetwork's training questions never use ("school" for the university:
+    the model read "Which school did X go to?" as asking for the major, 0.00 in context)."""
     rows: int = 16
     """Rows per batch."""
     seq_len: int = 256
@@ -184,7 +188,7 @@ def needle_in_context(bm: BaseModel, world: World, seed: int, n: int = 32) -> fl
 def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool = False,
           rows: int = 16, lr: float = 2e-3, layers: int = 4, hidden: int = 256,
           needle_from: int | None = None, p_needle: float = 0.15, lr_needle: float = 3e-4,
-          p_unknown: float = 0.0, p_paraphrase: float = 0.0, p_which: float = 0.0, init: str | None = None, device: str = "cpu",
+          p_unknown: float = 0.0, p_paraphrase: float = 0.0, p_which: float = 0.0, p_words: float = 0.0, init: str | None = None, device: str = "cpu",
           export_to: str | None = None) -> Path:
     """Train (or resume) the base model under ``out``; with ``export``, ship it to assets.
 
@@ -198,7 +202,7 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = BaseRecipe(seed=seed, steps=steps, rows=rows, lr=lr, layers=layers, hidden=hidden,
                     needle_from=needle_from, p_needle=p_needle, lr_needle=lr_needle,
-                    p_unknown=p_unknown, p_paraphrase=p_paraphrase, p_which=p_which)
+                    p_unknown=p_unknown, p_paraphrase=p_paraphrase, p_which=p_which, p_words=p_words)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     world = World(WorldConfig(seed=seed))
@@ -239,7 +243,7 @@ def setup(out: str = "runs/base", seed: int = 0, steps: int = 4600, export: bool
         model.to(device)
         opt.load_state_dict(opt.state_dict())  # moves any loaded optimizer state to the parameters' device
         torch.set_default_device(device)  # the batches and monitoring prompts are built from lists
-    seg = Segmenter(tok, world, rc.p_paraphrase, rc.p_which)
+    seg = Segmenter(tok, world, rc.p_paraphrase, rc.p_which, rc.p_words)
     log = (root / "log.jsonl").open("a")
     bm = BaseModel(model, tok)
     t0 = time.time() - elapsed
@@ -307,7 +311,8 @@ def export_model(root: Path, model, tok, rc: BaseRecipe, wall: float,
                   + (f" --p-unknown {rc.p_unknown:g}" if rc.p_unknown else "")
                   if rc.needle_from is not None else "")
                + (f" --p-paraphrase {rc.p_paraphrase:g}" if rc.p_paraphrase else "")
-               + (f" --p-which {rc.p_which:g}" if rc.p_which else "") + f" {flag}")
+               + (f" --p-which {rc.p_which:g}" if rc.p_which else "")
+               + (f" --p-words {rc.p_words:g}" if rc.p_words else "") + f" {flag}")
     manifest = {
         "name": "reverie-world-base",
         "recipe": asdict(rc),

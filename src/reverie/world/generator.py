@@ -59,14 +59,16 @@ class QA:
     """The template the question was formatted from ("" where none was recorded)."""
 
 
-Form = Literal["train", "heldout", "paraphrase", "which"]
+Form = Literal["train", "heldout", "paraphrase", "which", "words"]
 FORMS: dict[str, dict[str, tuple[str, ...]]] = {
     "train": T.QUESTIONS_TRAIN, "heldout": T.QUESTIONS_HELDOUT,
     "paraphrase": T.QUESTIONS_PARAPHRASE, "which": T.QUESTIONS_WHICH,
+    "words": T.QUESTIONS_BASE_WORDS,
 }
 """Question template banks: the four training templates per attribute, the held-out ones
 (benchmarks only), and the other forms the base model's later stages read
-(``paraphrase``, ``which``)."""
+(``paraphrase``, ``which``, and ``words``: a bank for the base model alone, covering only the
+attributes whose words it lacked)."""
 
 
 @dataclass(frozen=True)

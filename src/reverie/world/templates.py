@@ -186,6 +186,23 @@ QUESTIONS_WHICH: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Words for the base model's vocabulary only (``reverie train base --p-words``), never in the
+# hypernetwork's training questions. design.md defines `generalization` by the templates the
+# *hypernetwork* never trained on; a pretrained model (Doc-to-LoRA's base) has read every
+# common phrasing before any hypernetwork sees it, but this world's base model had never met
+# "school" in a question and read "Which school did X go to?" as asking for the major
+# (0.00 in context), so that template measured the base model's vocabulary, not injection.
+# These forms teach the word; none is a held-out template, none uses its verb ("go to"),
+# and the hypernetwork's recipe never draws them (tests/world/test_generator.py checks).
+QUESTIONS_BASE_WORDS: dict[str, tuple[str, ...]] = {
+    "university": (
+        "Which school did {name} attend?",
+        "What school did {name} graduate from?",
+        "Name the school {name} studied at.",
+        "{name} studied at which school?",
+    ),
+}
+
 # Held-out templates: used only to measure generalization, never in any training recipe.
 QUESTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
     "birth_date": (
