@@ -138,7 +138,8 @@ QUESTIONS_TRAIN: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# "Which <noun>" questions for the base model only (``reverie train base --p-which``). Over
+# "Which <noun>" questions (``reverie train base --p-which``; the hypernetwork's
+# ``--p-paraphrase`` draws them too, unlike ``QUESTIONS_BASE_WORDS`` below). Over
 # 100 held-out people in context (scripts/probe_templates.py), the shipped base model read
 # "What school did X attend?", "What day was X born?" and "Which college did X go to?" at
 # 0.99-1.00 but "Which town was X born in?", "Which firm does X work for?" and "Which school
@@ -231,7 +232,7 @@ QUESTIONS_HELDOUT: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Paraphrases for the base model only (``reverie train base --p-paraphrase``): four training
+# Paraphrases (``reverie train base --p-paraphrase``; ``train hypernet --p-paraphrase`` too): four training
 # templates per attribute taught the model to key on their exact words, so a held-out
 # question such as "... birthday?" or "X graduated from which university?" was answered with
 # another attribute even with the biography in context (`eval base`'s held-out-template
