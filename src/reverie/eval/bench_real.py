@@ -110,10 +110,11 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_passages: int = 100,
         # One question per passage (its first: a passage may have fewer than per_passage),
         # asked under the next passage's adapter.
         ids = list(text)
+        after = dict(zip(ids, ids[1:] + ids[:1], strict=True))  # each passage's next one, cyclically
         first: dict[str, Row] = {}
         for x in rows:
             first.setdefault(x.person, x)
-        other = [Row(ids[(ids.index(pid) + 1) % len(ids)], x.question, x.answers) for pid, x in first.items()]
+        other = [Row(after[pid], x.question, x.answers) for pid, x in first.items()]
         plain = bm.answer_batch([bm.prompt(x.question) for x in other], gen)
         moved = ask_injected(bm, other, adapters, gen)
         out["locality"] = round(sum(a == b for a, b in zip(plain, moved, strict=True)) / len(other), 4)
