@@ -57,6 +57,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    p_paraphrase: Annotated[float, typer.Option(help="Share of document questions asked in other forms than the training templates (the base model's paraphrase and \"Which <noun>\" forms; never a held-out one).")] = 0.0,
                    local_own: Annotated[bool, typer.Option("--local-own", help="Locality questions continue with the base model's own greedy answer (e.g. \"I don't know\" about strangers) instead of the gold one.")] = False,
                    local_margin: Annotated[float, typer.Option(help="Weight of a hinge keeping the base model's greedy-token margin on locality questions (0 = off).")] = 0.0,
+                   n_local: Annotated[int, typer.Option(help="Locality questions per group of summed documents (half about base people, half about strangers).")] = 4,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
                    eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400; real models: 50, on held-out passages).")] = None,
@@ -92,7 +93,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
     setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
           export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared, local=local,
           device=device, max_seconds=max_seconds, eval_every=eval_every, p_needle=p_needle, local_own=local_own,
-          p_paraphrase=p_paraphrase, local_margin=local_margin)
+          p_paraphrase=p_paraphrase, local_margin=local_margin, n_local=n_local)
 
 
 @train_app.command("policy")

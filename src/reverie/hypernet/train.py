@@ -382,7 +382,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
           export: bool = False, docs_per_step: int = 8, lr: float = 1e-3, group_sizes: tuple[int, ...] = (1,),
           init: str | None = None, shared: float = 0.0, device: str = "cpu", max_seconds: float | None = None,
           eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0, local_own: bool = False,
-          p_paraphrase: float = 0.0, local_margin: float = 0.0) -> Path:
+          p_paraphrase: float = 0.0, local_margin: float = 0.0, n_local: int = 4) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
@@ -403,7 +403,8 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     else:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared,
-                     local=local, p_needle=p_needle, local_own=local_own, p_paraphrase=p_paraphrase, local_margin=local_margin)
+                     local=local, p_needle=p_needle, local_own=local_own, p_paraphrase=p_paraphrase, local_margin=local_margin,
+                     n_local=n_local)
     if eval_every is not None:
         rc.eval_every = eval_every
     bm = BaseModel.load(base)
@@ -479,6 +480,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         stage += f" --local {local:g}" if local != 1.0 else ""
         stage += " --local-own" if local_own else ""
         stage += f" --local-margin {local_margin:g}" if local_margin else ""
+        stage += f" --n-local {n_local}" if n_local != 4 else ""
         stage += f" --p-needle {p_needle:g}" if p_needle else ""
         stage += f" --p-paraphrase {p_paraphrase:g}" if p_paraphrase else ""
         command = f"reverie train hypernet --out {out} --seed {seed} --steps {rc.steps}{stage} --export"
