@@ -2,7 +2,7 @@
 # Every benchmark the README quotes for the embedded default model, one after another (never
 # two at once: several report latency ratios). Each command's stdout goes to OUT/NAME.json,
 # its progress to OUT/NAME.err, a copy of results/ after it to OUT/NAME.res/, and its wall
-# time to OUT/chain.log. About 63 minutes on 2 cores (bench stream alone: 23).
+# time to OUT/chain.log. About 70 minutes on 2 cores (bench stream alone: 30).
 # Usage: OUT=runs/bench_all bash scripts/bench_all.sh
 set -u
 OUT=${OUT:-runs/bench_all}

@@ -40,9 +40,10 @@ def test_train_resume_and_export(tiny_llama_dir, tmp_path, small_recipe):
     # A later stage continues the chain of commands that made its starting point.
     shutil.copytree(base / "hypernet", tmp_path / "first")
     train.setup(out=str(tmp_path / "run2"), base=str(base), steps=1, docs_per_step=2, init=str(tmp_path / "first"),
-                max_seconds=1e9, export=True)
+                max_seconds=1e9, export=True, n_local=6)
     man2 = json.loads((base / "hypernet/manifest.json").read_text())
     assert man2["stages"] == [man["command"], man2["command"]] and "--steps 1 " in man2["command"]
+    assert man2["recipe"]["n_local"] == 6 and "--n-local 6" in man2["command"]
 
 
 def test_max_seconds_fits_the_step_count(tiny_llama_dir, tmp_path, small_recipe, monkeypatch):
