@@ -58,6 +58,9 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    local_own: Annotated[bool, typer.Option("--local-own", help="Locality questions continue with the base model's own greedy answer (e.g. \"I don't know\" about strangers) instead of the gold one.")] = False,
                    local_margin: Annotated[float, typer.Option(help="Weight of a hinge keeping the base model's greedy-token margin on locality questions (0 = off).")] = 0.0,
                    n_local: Annotated[int, typer.Option(help="Locality questions per group of summed documents (half about base people, half about strangers).")] = 4,
+                   local_mine: Annotated[int, typer.Option(help="Mined locality: candidate questions about base people per group, scored under the group's adapter each step; the --mine-keep nearest to flipping join the locality rows (0 = off).")] = 0,
+                   mine_keep: Annotated[int, typer.Option(help="Mined locality rows kept per group (with --local-mine).")] = 2,
+                   mine_strangers: Annotated[bool, typer.Option("--mine-strangers", help="Half the mined candidates are fresh people the base model abstains about.")] = False,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
                    eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400; real models: 50, on held-out passages).")] = None,
@@ -93,7 +96,8 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
     setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
           export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared, local=local,
           device=device, max_seconds=max_seconds, eval_every=eval_every, p_needle=p_needle, local_own=local_own,
-          p_paraphrase=p_paraphrase, local_margin=local_margin, n_local=n_local)
+          p_paraphrase=p_paraphrase, local_margin=local_margin, n_local=n_local,
+          local_mine=local_mine, mine_keep=mine_keep, mine_strangers=mine_strangers)
 
 
 @train_app.command("policy")

@@ -40,10 +40,11 @@ def test_train_resume_and_export(tiny_llama_dir, tmp_path, small_recipe):
     # A later stage continues the chain of commands that made its starting point.
     shutil.copytree(base / "hypernet", tmp_path / "first")
     train.setup(out=str(tmp_path / "run2"), base=str(base), steps=1, docs_per_step=2, init=str(tmp_path / "first"),
-                max_seconds=1e9, export=True, n_local=6)
+                max_seconds=1e9, export=True, n_local=6, local_mine=3)
     man2 = json.loads((base / "hypernet/manifest.json").read_text())
     assert man2["stages"] == [man["command"], man2["command"]] and "--steps 1 " in man2["command"]
     assert man2["recipe"]["n_local"] == 6 and "--n-local 6" in man2["command"]
+    assert man2["recipe"]["local_mine"] == 3 and "--local-mine 3 --mine-keep 2" in man2["command"]
 
 
 def test_max_seconds_fits_the_step_count(tiny_llama_dir, tmp_path, small_recipe, monkeypatch):
@@ -143,6 +144,53 @@ def test_local_rows_can_continue_with_the_base_models_own_answers(tiny_llama_dir
         assert ids_o[q_len:] == expected and lab_o[q_len:] == expected
         differs += ids_o[q_len:] != ids_g[q_len:]
     assert differs  # an untrained model does not say the gold answers
+
+
+def test_mined_locality_rows_are_the_candidates_nearest_to_flipping(tiny_llama_dir, world, small_recipe):
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.lora import applied, concat
+    from reverie.hypernet.model import HyperNetwork
+    from reverie.hypernet.store import build_config
+
+    bm = BaseModel.load(str(tiny_llama_dir))
+    torch.manual_seed(0)
+    hyper = HyperNetwork(build_config(bm, 4, ("mlp.down_proj",), latent_dim=32, n_blocks=1))
+    with torch.no_grad():
+        for p in hyper.parameters():  # a fresh hypernetwork changes nothing; this one must
+            p.add_(torch.randn_like(p) * 0.3)
+    plain = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=2))
+    step = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=2, local_mine=5, mine_keep=2))
+    d0, d = plain.data(3), step.data(3)
+    assert all(d0[k] == d[k] for k in ("docs", "student", "local"))  # mining draws from its own stream
+    assert d0["mine"] == [] and [g for g, _ in d["mine"]] == [0] * 5 + [1] * 5
+    hidden, pad, ins = train.read_docs(bm, d["docs"], hyper.key_targets)
+    f, bias = hyper(hidden, pad, ins)
+    n = len(d["docs"])  # groups of one: each document's factors beside the bias adapter, as loss() builds them
+    row_f = concat([f, {t: (a[None].expand(n, -1, -1, -1), b[None].expand(n, -1, -1, -1)) for t, (a, b) in bias.items()}])
+    kept = step.mined(d, {t: (A.detach(), B.detach()) for t, (A, B) in row_f.items()}, bm.tokenizer.pad_token_id)
+
+    def drop(g: int, row: tuple) -> float:  # one candidate alone, scored the slow way
+        ids, lab = torch.tensor([row[0]]), torch.tensor([row[1]])
+        with torch.no_grad():
+            base = bm.model(ids).logits[0, :-1]
+            with applied(bm.model, {t: (A[g:g + 1].detach(), B[g:g + 1].detach()) for t, (A, B) in row_f.items()}, step.scale):
+                ad = bm.model(ids).logits[0, :-1]
+        tgt = lab[0, 1:]
+        m = (tgt != -100) & (base.argmax(-1) == tgt.clamp_min(0))
+        return float((train.margin(base[m], tgt[m]).clamp(max=train.MINE_CAP) - train.margin(ad[m], tgt[m])).max())
+
+    assert [g for g, _ in kept] == [0, 0, 1, 1]
+    for g in (0, 1):
+        scores = sorted((drop(g, row) for gi, row in d["mine"] if gi == g), reverse=True)
+        got = [drop(g, row) for gi, row in kept if gi == g]
+        assert got == pytest.approx(scores[:2], abs=1e-4) and scores[0] > scores[-1]
+    loss, info = step.loss(d)
+    assert torch.isfinite(loss) and info["mine_drop"] > 0
+    both = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=2, local_mine=4, mine_strangers=True)).data(3)
+    base_names = {p.name for p in world.base}
+    asked = [bm.tokenizer.decode(ids) for _, (ids, _) in both["mine"]]
+    about_base = [any(n in q for n in base_names) for q in asked]
+    assert about_base == [True, False] * 4  # every other candidate is a stranger
 
 
 def test_read_docs_hidden_states_match_the_whole_models_pass(tiny_llama_dir):

@@ -77,6 +77,17 @@ class HyperRecipe:
     small shift at a position whose margin is thin, yet that shift flips the greedy answer:
     bench qa's remaining locality flips were such answers ("I don't know" -> a guess, a base
     person's fact -> "I don't know")."""
+    local_mine: int = 0
+    """Candidate questions about base people drawn per group for mined locality rows (0:
+    none). Each step scores them under the group's adapter (no gradient) and adds the
+    ``mine_keep`` whose answer margin falls most to the locality rows. The flips random rows
+    left were one person's adapter suppressing a few particular base people's recall (a
+    2.8-logit lead falling 2.0), which 2-4 random base people per group rarely hit."""
+    mine_keep: int = 2
+    """Mined locality rows kept per group (with ``local_mine``)."""
+    mine_strangers: bool = False
+    """Half the mined candidates are fresh people the base model abstains about, not base
+    people."""
     l1: float = 1e-3
     """L1 penalty on the emitted B factors."""
     shared: float = 0.0
@@ -134,6 +145,11 @@ def margin_hinge(student: torch.Tensor, base: torch.Tensor, tok: torch.Tensor) -
         return student.sum() * 0.0
     floor = margin(base[keep], tok[keep]).clamp(max=MARGIN_CAP)
     return F.relu(floor - margin(student[keep], tok[keep])).mean()
+
+
+MINE_CAP = 4.0
+"""Base-model margin (logits) past which mined locality scores a position as safe: a fact
+led by 15 logits that falls by 5 flips nothing, one led by 2.8 that falls by 2 nearly does."""
 
 
 CALIBRATE = 50
@@ -204,6 +220,16 @@ class Step:
         self.bm, self.hyper, self.world, self.rc = bm, hyper, world, rc
         self.seg = Segmenter(bm.tokenizer, world)
         self.scale = hyper.cfg.lora_alpha / hyper.cfg.rank
+        self.mine_drop = 0.0
+        self._own: dict[str, str] = {}  # question -> the base model's greedy answer (it is frozen)
+
+    def own_answers(self, questions: list[str]) -> list[str]:
+        """The base model's greedy answers, generated once per distinct question."""
+        new = sorted({q for q in questions if q not in self._own})
+        if new:
+            got = self.bm.answer_batch([self.bm.prompt(q) for q in new], Generation(batch_size=len(new)))
+            self._own.update(zip(new, got, strict=True))
+        return [self._own[q] for q in questions]
 
     def _question(self, p: Person, attribute: str, r: random.Random) -> str:
         """A document question: a training template, or with ``p_paraphrase`` another form
@@ -246,7 +272,46 @@ class Step:
             own = self.bm.answer_batch([self.bm.prompt(q) for _, q, _ in asked], Generation(batch_size=len(asked)))
             asked = [(gi, q, a) for (gi, q, _), a in zip(asked, own, strict=True)]
         local = [(gi, self.seg.qa("", [(q, a)])) for gi, q, a in asked]
-        return {"groups": groups, "docs": docs, "teacher": teacher, "student": student, "local": local}
+        mine = []
+        if self.rc.local_mine:
+            # Its own stream, so the rows above are the ones a recipe without mining sees.
+            rm = _rng(self.rc.seed, "mine", str(step), str(rank))
+            fresh = self.world.skill_people(rm.getrandbits(31))
+            pick = lambda i: next(fresh) if self.rc.mine_strangers and i % 2 else rm.choice(self.world.base)  # noqa: E731
+            cand = [(gi, self.world.question(pick(i), rm.choice(ATTRIBUTES), rm).question)
+                    for gi in range(len(groups)) for i in range(self.rc.local_mine)]
+            own = self.own_answers([q for _, q in cand])
+            mine = [(gi, self.seg.qa("", [(q, a)])) for (gi, q), a in zip(cand, own, strict=True)]
+        return {"groups": groups, "docs": docs, "teacher": teacher, "student": student, "local": local, "mine": mine}
+
+    @torch.no_grad()
+    def mined(self, d: dict, row_f: dict, pad_id: int) -> list:
+        """The ``mine_keep`` candidate rows per group nearest to flipping under the group's
+        adapter: scored by the largest shortfall, over a row's answer positions, of the
+        adapted model's margin for the base model's greedy token below the base model's own
+        margin capped at ``MINE_CAP``."""
+        cand = d.get("mine") or []
+        if not cand:
+            return []
+        gidx = torch.tensor([g for g, _ in cand])
+        ids, lab = _pad_rows([s for _, s in cand], pad_id)
+        with applied(self.bm.model, {t: (A[gidx], B[gidx]) for t, (A, B) in row_f.items()}, self.scale):
+            s_log = self.bm.model(ids, attention_mask=(ids != pad_id).long()).logits[:, :-1]  # (R, T-1, V)
+        b_log = self.bm.model(ids, attention_mask=(ids != pad_id).long()).logits[:, :-1]
+        tgt = lab[:, 1:]
+        tok = tgt.clamp_min(0)
+        flat_tok = tok.reshape(-1)
+        b_flat, s_flat = b_log.reshape(-1, b_log.shape[-1]), s_log.reshape(-1, s_log.shape[-1])
+        short = (margin(b_flat, flat_tok).clamp(max=MINE_CAP) - margin(s_flat, flat_tok)).reshape(tok.shape)
+        keep_pos = (tgt != IGNORE) & (b_log.argmax(-1) == tok)
+        score = short.masked_fill(~keep_pos, float("-inf")).amax(-1)  # (R,)
+        keep, top = [], []
+        for g in sorted({g for g, _ in cand}):
+            idx = sorted((i for i, (gi, _) in enumerate(cand) if gi == g), key=lambda i: -float(score[i]))[: self.rc.mine_keep]
+            keep += [cand[i] for i in idx]
+            top += [float(score[i]) for i in idx if torch.isfinite(score[i])]
+        self.mine_drop = sum(top) / max(1, len(top))  # logged: the kept rows' shortfall
+        return keep
 
     def loss(self, d: dict) -> tuple[torch.Tensor, dict]:
         bm, pad_id = self.bm, self.bm.tokenizer.pad_token_id
@@ -257,7 +322,8 @@ class Step:
         per_group = {t: (A.reshape(n_groups, k, *A.shape[1:]), B.reshape(n_groups, k, *B.shape[1:])) for t, (A, B) in f.items()}
         grouped = concat([{t: (per_group[t][0][:, j], per_group[t][1][:, j]) for t in f} for j in range(k)]
                          + [{t: (a[None].expand(n_groups, -1, -1, -1), b[None].expand(n_groups, -1, -1, -1)) for t, (a, b) in bias.items()}])
-        rows = d["student"] + d["local"]
+        mined = self.mined(d, {t: (A.detach(), B.detach()) for t, (A, B) in grouped.items()}, pad_id)
+        rows = d["student"] + d["local"] + mined
         gidx = torch.tensor([g for g, _ in rows])
         ids, lab = _pad_rows([s for _, s in rows], pad_id)
         row_f = {t: (A[gidx], B[gidx]) for t, (A, B) in grouped.items()}
@@ -290,7 +356,7 @@ class Step:
         with torch.no_grad():
             acc = (s_ans.argmax(-1) == gold).float().mean().item()
         return loss, {"kl": kl.item(), "ce": ce.item(), "loc": loc.item(), "hinge": round(hinge.item(), 4), "shared": round(float(shared.detach()), 4),
-                      "tok_acc": round(acc, 4), "k": k}
+                      "tok_acc": round(acc, 4), "k": k, **({"mine_drop": round(self.mine_drop, 3)} if mined else {})}
 
 
 @torch.no_grad()
@@ -382,7 +448,8 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
           export: bool = False, docs_per_step: int = 8, lr: float = 1e-3, group_sizes: tuple[int, ...] = (1,),
           init: str | None = None, shared: float = 0.0, device: str = "cpu", max_seconds: float | None = None,
           eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0, local_own: bool = False,
-          p_paraphrase: float = 0.0, local_margin: float = 0.0, n_local: int = 4) -> Path:
+          p_paraphrase: float = 0.0, local_margin: float = 0.0, n_local: int = 4,
+          local_mine: int = 0, mine_keep: int = 2, mine_strangers: bool = False) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
@@ -404,7 +471,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared,
                      local=local, p_needle=p_needle, local_own=local_own, p_paraphrase=p_paraphrase, local_margin=local_margin,
-                     n_local=n_local)
+                     n_local=n_local, local_mine=local_mine, mine_keep=mine_keep, mine_strangers=mine_strangers)
     if eval_every is not None:
         rc.eval_every = eval_every
     bm = BaseModel.load(base)
@@ -481,6 +548,8 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         stage += " --local-own" if local_own else ""
         stage += f" --local-margin {local_margin:g}" if local_margin else ""
         stage += f" --n-local {n_local}" if n_local != 4 else ""
+        stage += f" --local-mine {local_mine} --mine-keep {mine_keep}" if local_mine else ""
+        stage += " --mine-strangers" if local_mine and mine_strangers else ""
         stage += f" --p-needle {p_needle:g}" if p_needle else ""
         stage += f" --p-paraphrase {p_paraphrase:g}" if p_paraphrase else ""
         command = f"reverie train hypernet --out {out} --seed {seed} --steps {rc.steps}{stage} --export"
