@@ -167,7 +167,7 @@ def test_mined_locality_rows_are_the_candidates_nearest_to_flipping(tiny_llama_d
     f, bias = hyper(hidden, pad, ins)
     n = len(d["docs"])  # groups of one: each document's factors beside the bias adapter, as loss() builds them
     row_f = concat([f, {t: (a[None].expand(n, -1, -1, -1), b[None].expand(n, -1, -1, -1)) for t, (a, b) in bias.items()}])
-    kept = step.mined(d, {t: (A.detach(), B.detach()) for t, (A, B) in row_f.items()}, bm.tokenizer.pad_token_id)
+    kept, kept_score = step.mined(d, {t: (A.detach(), B.detach()) for t, (A, B) in row_f.items()}, bm.tokenizer.pad_token_id)
 
     def drop(g: int, row: tuple) -> float:  # one candidate alone, scored the slow way
         ids, lab = torch.tensor([row[0]]), torch.tensor([row[1]])
@@ -184,6 +184,7 @@ def test_mined_locality_rows_are_the_candidates_nearest_to_flipping(tiny_llama_d
         scores = sorted((drop(g, row) for gi, row in d["mine"] if gi == g), reverse=True)
         got = [drop(g, row) for gi, row in kept if gi == g]
         assert got == pytest.approx(scores[:2], abs=1e-4) and scores[0] > scores[-1]
+    assert kept_score == pytest.approx(sum(drop(g, row) for g, row in kept) / 4, abs=1e-4)
     loss, info = step.loss(d)
     assert torch.isfinite(loss) and info["mine_drop"] > 0
     both = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=2, local_mine=4, mine_strangers=True)).data(3)

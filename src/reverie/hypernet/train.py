@@ -137,14 +137,21 @@ def margin(logits: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
     return own - rest
 
 
+def margin_shortfall(student: torch.Tensor, base: torch.Tensor, tok: torch.Tensor, cap: float
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per position: how far the student's margin for ``tok`` falls below the base model's
+    (capped at ``cap``), and whether ``tok`` is the base model's greedy token there:
+    (K, V), (K, V), (K,) -> (K,), (K,)."""
+    return margin(base, tok).clamp(max=cap) - margin(student, tok), base.argmax(-1) == tok
+
+
 def margin_hinge(student: torch.Tensor, base: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
     """Mean shortfall of the student's margin for ``tok`` below the base model's (capped at
     ``MARGIN_CAP``), over the positions where ``tok`` is the base model's greedy token."""
-    keep = base.argmax(-1) == tok
+    short, keep = margin_shortfall(student, base, tok, MARGIN_CAP)
     if not keep.any():
         return student.sum() * 0.0
-    floor = margin(base[keep], tok[keep]).clamp(max=MARGIN_CAP)
-    return F.relu(floor - margin(student[keep], tok[keep])).mean()
+    return F.relu(short[keep]).mean()
 
 
 MINE_CAP = 4.0
@@ -220,7 +227,6 @@ class Step:
         self.bm, self.hyper, self.world, self.rc = bm, hyper, world, rc
         self.seg = Segmenter(bm.tokenizer, world)
         self.scale = hyper.cfg.lora_alpha / hyper.cfg.rank
-        self.mine_drop = 0.0
         self._own: dict[str, str] = {}  # question -> the base model's greedy answer (it is frozen)
 
     def own_answers(self, questions: list[str]) -> list[str]:
@@ -285,33 +291,30 @@ class Step:
         return {"groups": groups, "docs": docs, "teacher": teacher, "student": student, "local": local, "mine": mine}
 
     @torch.no_grad()
-    def mined(self, d: dict, row_f: dict, pad_id: int) -> list:
+    def mined(self, d: dict, row_f: dict, pad_id: int) -> tuple[list, float]:
         """The ``mine_keep`` candidate rows per group nearest to flipping under the group's
-        adapter: scored by the largest shortfall, over a row's answer positions, of the
-        adapted model's margin for the base model's greedy token below the base model's own
-        margin capped at ``MINE_CAP``."""
-        cand = d.get("mine") or []
+        adapter, and their mean score (logged). A row's score is the largest shortfall, over
+        its answer positions, of the adapted model's margin for the base model's greedy token
+        below the base model's own margin capped at ``MINE_CAP``."""
+        cand = d["mine"]
         if not cand:
-            return []
+            return [], 0.0
         gidx = torch.tensor([g for g, _ in cand])
         ids, lab = _pad_rows([s for _, s in cand], pad_id)
         with applied(self.bm.model, {t: (A[gidx], B[gidx]) for t, (A, B) in row_f.items()}, self.scale):
             s_log = self.bm.model(ids, attention_mask=(ids != pad_id).long()).logits[:, :-1]  # (R, T-1, V)
         b_log = self.bm.model(ids, attention_mask=(ids != pad_id).long()).logits[:, :-1]
-        tgt = lab[:, 1:]
-        tok = tgt.clamp_min(0)
-        flat_tok = tok.reshape(-1)
-        b_flat, s_flat = b_log.reshape(-1, b_log.shape[-1]), s_log.reshape(-1, s_log.shape[-1])
-        short = (margin(b_flat, flat_tok).clamp(max=MINE_CAP) - margin(s_flat, flat_tok)).reshape(tok.shape)
-        keep_pos = (tgt != IGNORE) & (b_log.argmax(-1) == tok)
-        score = short.masked_fill(~keep_pos, float("-inf")).amax(-1)  # (R,)
+        tgt = lab[:, 1:]  # (R, T-1)
+        v = s_log.shape[-1]
+        short, greedy = margin_shortfall(s_log.reshape(-1, v), b_log.reshape(-1, v), tgt.clamp_min(0).reshape(-1), MINE_CAP)
+        keep_pos = (tgt != IGNORE) & greedy.reshape(tgt.shape)
+        score = short.reshape(tgt.shape).masked_fill(~keep_pos, float("-inf")).amax(-1)  # (R,)
         keep, top = [], []
         for g in sorted({g for g, _ in cand}):
             idx = sorted((i for i, (gi, _) in enumerate(cand) if gi == g), key=lambda i: -float(score[i]))[: self.rc.mine_keep]
             keep += [cand[i] for i in idx]
             top += [float(score[i]) for i in idx if torch.isfinite(score[i])]
-        self.mine_drop = sum(top) / max(1, len(top))  # logged: the kept rows' shortfall
-        return keep
+        return keep, sum(top) / max(1, len(top))
 
     def loss(self, d: dict) -> tuple[torch.Tensor, dict]:
         bm, pad_id = self.bm, self.bm.tokenizer.pad_token_id
@@ -322,7 +325,7 @@ class Step:
         per_group = {t: (A.reshape(n_groups, k, *A.shape[1:]), B.reshape(n_groups, k, *B.shape[1:])) for t, (A, B) in f.items()}
         grouped = concat([{t: (per_group[t][0][:, j], per_group[t][1][:, j]) for t in f} for j in range(k)]
                          + [{t: (a[None].expand(n_groups, -1, -1, -1), b[None].expand(n_groups, -1, -1, -1)) for t, (a, b) in bias.items()}])
-        mined = self.mined(d, {t: (A.detach(), B.detach()) for t, (A, B) in grouped.items()}, pad_id)
+        mined, mine_drop = self.mined(d, {t: (A.detach(), B.detach()) for t, (A, B) in grouped.items()}, pad_id)
         rows = d["student"] + d["local"] + mined
         gidx = torch.tensor([g for g, _ in rows])
         ids, lab = _pad_rows([s for _, s in rows], pad_id)
@@ -356,7 +359,7 @@ class Step:
         with torch.no_grad():
             acc = (s_ans.argmax(-1) == gold).float().mean().item()
         return loss, {"kl": kl.item(), "ce": ce.item(), "loc": loc.item(), "hinge": round(hinge.item(), 4), "shared": round(float(shared.detach()), 4),
-                      "tok_acc": round(acc, 4), "k": k, **({"mine_drop": round(self.mine_drop, 3)} if mined else {})}
+                      "tok_acc": round(acc, 4), "k": k, **({"mine_drop": round(mine_drop, 3)} if mined else {})}
 
 
 @torch.no_grad()
