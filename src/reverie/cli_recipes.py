@@ -61,6 +61,8 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    local_mine: Annotated[int, typer.Option(help="Mined locality: candidate questions about base people per group, scored under the group's adapter each step; the --mine-keep nearest to flipping join the locality rows (0 = off).")] = 0,
                    mine_keep: Annotated[int, typer.Option(help="Mined locality rows kept per group (with --local-mine).")] = 2,
                    mine_strangers: Annotated[bool, typer.Option("--mine-strangers", help="Half the mined candidates are fresh people the base model abstains about.")] = False,
+                   local_bias: Annotated[float, typer.Option(help="Weight of the locality term on questions about others with the context-independent bias adapter alone (0 = off).")] = 0.0,
+                   rank: Annotated[int, typer.Option(help="LoRA rank emitted per document; above --init's rank it grows that hypernetwork (new components start at zero).")] = 8,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
                    eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400; real models: 50, on held-out passages).")] = None,
@@ -97,7 +99,8 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
           export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared, local=local,
           device=device, max_seconds=max_seconds, eval_every=eval_every, p_needle=p_needle, local_own=local_own,
           p_paraphrase=p_paraphrase, local_margin=local_margin, n_local=n_local,
-          local_mine=local_mine, mine_keep=mine_keep, mine_strangers=mine_strangers)
+          local_mine=local_mine, mine_keep=mine_keep, mine_strangers=mine_strangers, rank=rank,
+          local_bias=local_bias)
 
 
 @train_app.command("policy")

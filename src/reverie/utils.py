@@ -97,7 +97,8 @@ def manifest_stages(folder: str | None) -> list[str]:
     m = {} if folder is None else read_manifest(folder)
     if not m:
         return []
-    return [st["command"] if isinstance(st, dict) else st for st in m.get("stages") or [m["command"]]]
+    stages = m.get("stages") or ([m["command"]] if "command" in m else [])  # a hand-made folder may say neither
+    return [st["command"] if isinstance(st, dict) else st for st in stages]
 
 
 def read_manifest(folder: str | Path) -> dict:

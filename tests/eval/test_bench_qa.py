@@ -21,6 +21,10 @@ def test_a_small_run_reports_every_metric_and_splits_locality():
     assert abs((r["locality_base"] + r["locality_unknown"]) / 2 - r["locality"]) < 1e-3
     # One injection leaves the base model's closed-book knowledge alone (1.00 on 60 people, seed 0).
     assert r["locality_base"] >= 0.75
+    # The bias adapter alone on the same prompts; the flips it shares are flips of the full adapter.
+    assert 0.0 <= r["locality_bias_alone"] <= 1.0
+    assert abs(r["locality_bias_alone"] * 8 - round(r["locality_bias_alone"] * 8)) < 1e-3
+    assert 0 <= r["n_flips_also_bias_alone"] <= round(8 * (1 - r["locality"]))
 
 
 def test_score_keys_never_collide():

@@ -16,7 +16,9 @@ from tests.conftest import template_pattern
 @pytest.fixture()
 def small_recipe(monkeypatch):
     orig = train.HyperRecipe
-    monkeypatch.setattr(train, "HyperRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4, ckpt_every=1, monitor_people=4))
+    # Tiny ranks: setup's default 8 becomes 4 (and --rank 16 becomes 8).
+    monkeypatch.setattr(train, "HyperRecipe", lambda **k: orig(**{**k, "rank": k.get("rank", 8) // 2}, latent_dim=32, n_blocks=1,
+                                                                  ckpt_every=1, monitor_people=4))
 
 
 def test_train_resume_and_export(tiny_llama_dir, tmp_path, small_recipe):
@@ -71,6 +73,33 @@ def test_composition_stage_starts_from_another_run(tiny_llama_dir, tmp_path, sma
     assert st["recipe"]["group_sizes"] == [2] and st["init"] == str(tmp_path / "a")
     with pytest.raises(ReverieError, match="neither a run folder"):
         train.setup(out=str(tmp_path / "c"), base=str(tiny_llama_dir), steps=1, init=str(tmp_path / "nothing"))
+
+
+def test_a_higher_rank_grows_the_init_hypernetwork(tiny_llama_dir, tmp_path, small_recipe):
+    import shutil
+
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.store import load_hypernet
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama_dir, base)
+    train.setup(out=str(tmp_path / "a"), base=str(base), steps=2, docs_per_step=2, lr=1e-2, export=True)
+    shutil.copytree(base / "hypernet", tmp_path / "small")
+    train.setup(out=str(tmp_path / "b"), base=str(base), steps=1, docs_per_step=2, init=str(tmp_path / "small"),
+                rank=24, lr=1e-12, export=True)
+    man = json.loads((base / "hypernet/manifest.json").read_text())
+    assert man["config"]["rank"] == 12 and man["config"]["lora_alpha"] == 12.0 and "--rank 24" in man["command"]
+    bm = BaseModel.load(str(base))
+    small, big = load_hypernet(tmp_path / "small", bm), load_hypernet(base / "hypernet", bm)
+    assert small.cfg.lora_alpha / small.cfg.rank == big.cfg.lora_alpha / big.cfg.rank == 1.0  # the old delta's scale kept
+    assert torch.equal(big.latents.reshape(12, -1)[:4], small.latents)  # one target: its old components first
+    assert torch.allclose(big.scale[..., :4], small.scale, atol=1e-3)
+    # The new components start on: a share of the old scalers, each old one used twice.
+    new = big.scale[..., 4:] / train.GROW_SCALE
+    for layer in range(small.scale.shape[0]):
+        got = sorted(new[layer, 0].tolist())
+        want = sorted(small.scale[layer, 0].tolist() * 2)
+        assert got == pytest.approx(want, abs=1e-2)
 
 
 @pytest.mark.slow
@@ -257,3 +286,26 @@ def test_margin_hinge_charges_only_eroded_margins_of_the_base_models_greedy_toke
     assert student.grad[0, 0] < 0 and student.grad[0, 1] > 0  # raise the label, lower the runner-up
     none = train.margin_hinge(student, base, torch.tensor([2, 2, 2, 2]))
     assert none == 0 and none.requires_grad
+
+
+def test_bias_locality_term_charges_what_the_bias_alone_moves(tiny_llama_dir, world):
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.model import HyperNetwork
+    from reverie.hypernet.store import build_config
+
+    bm = BaseModel.load(str(tiny_llama_dir))
+    torch.manual_seed(0)
+    hyper = HyperNetwork(build_config(bm, 4, ("mlp.down_proj",), latent_dim=32, n_blocks=1))
+    rc = train.HyperRecipe(docs_per_step=2, local_own=True)
+    d = train.Step(bm, hyper, world, rc).data(0)
+    plain, info = train.Step(bm, hyper, world, rc).loss(d)
+    assert "loc_bias" not in info
+    with_term, info = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=2, local_own=True, local_bias=3.0)).loss(d)
+    assert info["loc_bias"] < 1e-6 and torch.allclose(plain, with_term)  # a fresh bias (B = 0) moves nothing
+    with torch.no_grad():
+        for b in hyper.bias_b.values():
+            b.normal_(std=0.5)
+    plain, _ = train.Step(bm, hyper, world, rc).loss(d)
+    with_term, info = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=2, local_own=True, local_bias=3.0)).loss(d)
+    assert info["loc_bias"] > 1e-4
+    assert torch.allclose(with_term - plain, torch.tensor(3.0 * info["loc_bias"]), rtol=1e-3, atol=3e-4)  # the log rounds to 1e-4
