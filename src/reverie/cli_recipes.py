@@ -62,7 +62,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    mine_keep: Annotated[int, typer.Option(help="Mined locality rows kept per group (with --local-mine).")] = 2,
                    mine_strangers: Annotated[bool, typer.Option("--mine-strangers", help="Half the mined candidates are fresh people the base model abstains about.")] = False,
                    local_bias: Annotated[float, typer.Option(help="Weight of the locality term on questions about others with the context-independent bias adapter alone (0 = off).")] = 0.0,
-                   rank: Annotated[int, typer.Option(help="LoRA rank emitted per document; above --init's rank it grows that hypernetwork (new components start at zero).")] = 8,
+                   rank: Annotated[int, typer.Option(help="LoRA rank emitted per document; above --init's rank it grows that hypernetwork (new components: fresh latents, 0.3 x the old scalers).")] = 8,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
                    eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400; real models: 50, on held-out passages).")] = None,

@@ -72,8 +72,9 @@ def bank_route(ads: list[Adapter], router: KeyRouter, question: str) -> Adapter:
     hit = [ads[int(j)] for j in router.routes(question)]  # at most MAX_ROUTES
     if hit:
         return combine(hit, "concat", 0)
-    doc, bias = ads[0].parts()
-    return Adapter(bias if bias is not None else {t: (A * 0, B * 0) for t, (A, B) in doc.items()}, 1.0)
+    only = ads[0].bias_only()
+    # An injector without a bias: a zero delta, so the base model answers.
+    return only if only is not None else Adapter({t: (A.float() * 0, B.float() * 0) for t, (A, B) in ads[0].factors.items()}, 1.0)
 
 
 def _digits(answer: str, value: str) -> float:

@@ -17,9 +17,7 @@ import torch
 from reverie.base.model import BaseModel
 from reverie.eval.metrics import abstain_rate
 from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
-from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
-from reverie.hypernet.lora import layer_prefix
 from reverie.utils import progress
 from reverie.world import World, WorldConfig
 
@@ -99,9 +97,8 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
             out[f"locality_{name}"] = round(sum(sel) / max(len(sel), 1), 4)
         # The context-independent bias adapter alone on the same prompts: it is the same for
         # every document, so what it flips no document's keys can be blamed for (issue 3).
-        bias = next(iter(adapters.values())).parts()[1]
-        if bias is not None:
-            only = Adapter(bias, 1.0, layer_prefix(bm.model))
+        only = next(iter(adapters.values())).bias_only()
+        if only is not None:
             alone = [a == b for a, b in zip(plain, ask_injected(bm, other, dict.fromkeys(shifted, only)), strict=True)]
             out["locality_bias_alone"] = round(sum(alone) / len(other), 4)
             out["n_flips_also_bias_alone"] = sum(not s and not b for s, b in zip(same, alone, strict=True))

@@ -50,6 +50,12 @@ class Adapter:
         return ({t: (A[:, :-rb], B[..., :-rb]) for t, (A, B) in f.items()},
                 {t: (A[:, -rb:], B[..., -rb:]) for t, (A, B) in f.items()})
 
+    def bias_only(self) -> Adapter | None:
+        """The context-independent bias ranks alone as an adapter (scale folded in), or None
+        for an adapter without them."""
+        bias = self.parts()[1]
+        return None if bias is None else Adapter(bias, 1.0, self.layer_prefix)
+
     def delta_norm(self) -> float:
         """Frobenius norm of the full delta over all layers and targets."""
         tot = 0.0

@@ -85,17 +85,17 @@ class HyperRecipe:
     2.8-logit lead falling 2.0), which 2-4 random base people per group rarely hit."""
     mine_keep: int = 2
     """Mined locality rows kept per group (with ``local_mine``)."""
+    mine_strangers: bool = False
+    """Half the mined candidates are fresh people the base model abstains about, not base
+    people."""
     local_bias: float = 0.0
     """Weight of the locality term (KL to base plus the margin hinge) on the locality rows
     with the context-independent bias adapter alone (0: off). The bias is the adapters'
     switch from "I don't know" to answering (without it stage 12's accuracy was 0.08), and
-    it acts on every name: alone it made 16 of the 24 locality flips of 1200 in bench qa's
-    prompts that the full adapters made (base people recalled past an abstention, strangers
-    with base-like names given facts). This asks the documents' components, which point at
+    it acts on every name: alone it flipped 16 of bench qa's 1200 locality prompts at 200
+    people, 12 of them among the full adapters' 24 flips (base people recalled past an
+    abstention, strangers with base-like names given facts). This asks the documents' components, which point at
     their names, to carry the switch instead."""
-    mine_strangers: bool = False
-    """Half the mined candidates are fresh people the base model abstains about, not base
-    people."""
     l1: float = 1e-3
     """L1 penalty on the emitted B factors."""
     shared: float = 0.0
@@ -360,8 +360,8 @@ class Step:
             loss = loss + self.rc.local_margin * hinge
         loc_bias = torch.zeros(())
         if self.rc.local_bias:
-            lo = slice(ns, ns + len(d["local"]))
-            nl = lo.stop - lo.start
+            nl = len(d["local"])
+            lo = slice(ns, ns + nl)
             only = {t: (a[None].expand(nl, -1, -1, -1), b[None].expand(nl, -1, -1, -1)) for t, (a, b) in bias.items()}
             with applied(bm.model, only, self.scale):
                 o_logits = bm.model(ids[lo], attention_mask=(ids[lo] != pad_id).long()).logits

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from reverie.eval.metrics import exact_match
-from reverie.hypernet.adapter import Adapter
 from reverie.policy.features import surprise
 from reverie.policy.stream import PolicyStream
 from reverie.utils import atomic_write_text
@@ -159,8 +158,8 @@ def _compute(learner, stream: PolicyStream) -> StreamTables:
     for (qi, x), p in zip(pairs, preds, strict=True):
         correct[qi, x] = exact_match(p, qas[qi].answer)
     base = bm.answer_batch([bm.prompt(q.question) for q in qas])
-    _, bias_f = ads[0].parts()  # None for an injector without a bias: the base model's answers stand
-    pb = base if bias_f is None else ask_injected(bm, [replace(q, person="bias") for q in qas], {"bias": Adapter(bias_f, 1.0)})
+    only = ads[0].bias_only()  # None for an injector without a bias: the base model's answers stand
+    pb = base if only is None else ask_injected(bm, [replace(q, person="bias") for q in qas], {"bias": only})
     return StreamTables(
         seed=stream.seed, texts=texts, shas=[hashlib.sha256(t.encode()).hexdigest() for t in texts], kinds=kinds,
         surprise=np.asarray(surprise(bm, texts), dtype=np.float32), nights=nights, questions=qidx, sim=sim,
