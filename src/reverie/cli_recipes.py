@@ -62,6 +62,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    mine_keep: Annotated[int, typer.Option(help="Mined locality rows kept per group (with --local-mine).")] = 2,
                    mine_strangers: Annotated[bool, typer.Option("--mine-strangers", help="Half the mined candidates are fresh people the base model abstains about.")] = False,
                    local_bias: Annotated[float, typer.Option(help="Weight of the locality term on questions about others with the context-independent bias adapter alone (0 = off).")] = 0.0,
+                   bias_fade: Annotated[int, typer.Option(help="Fade the context-independent bias adapter out over this many steps (zero from then on), so the documents' own components carry the switch to answering (0 = keep it).")] = 0,
                    rank: Annotated[int, typer.Option(help="LoRA rank emitted per document; above --init's rank it grows that hypernetwork (new components: fresh latents, 0.3 x the old scalers).")] = 8,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
@@ -100,7 +101,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
           device=device, max_seconds=max_seconds, eval_every=eval_every, p_needle=p_needle, local_own=local_own,
           p_paraphrase=p_paraphrase, local_margin=local_margin, n_local=n_local,
           local_mine=local_mine, mine_keep=mine_keep, mine_strangers=mine_strangers, rank=rank,
-          local_bias=local_bias)
+          local_bias=local_bias, bias_fade=bias_fade)
 
 
 @train_app.command("policy")

@@ -309,3 +309,29 @@ def test_bias_locality_term_charges_what_the_bias_alone_moves(tiny_llama_dir, wo
     with_term, info = train.Step(bm, hyper, world, train.HyperRecipe(docs_per_step=2, local_own=True, local_bias=3.0)).loss(d)
     assert info["loc_bias"] > 1e-4
     assert torch.allclose(with_term - plain, torch.tensor(3.0 * info["loc_bias"]), rtol=1e-3, atol=3e-4)  # the log rounds to 1e-4
+
+
+def test_bias_fade_scales_the_bias_down_to_zero_and_ships_it_at_zero(tiny_llama_dir, tmp_path, small_recipe):
+    import shutil
+
+    from reverie.hypernet.model import HyperNetwork
+    from reverie.hypernet.store import build_config
+    from reverie.base.model import BaseModel
+
+    bm = BaseModel.load(str(tiny_llama_dir))
+    hyper = HyperNetwork(build_config(bm, 2, ("mlp.down_proj",), latent_dim=16, n_blocks=1))
+    with torch.no_grad():
+        for b in hyper.bias_b.values():
+            b.fill_(1.0)
+    seen = []
+    for step in range(1, 6):
+        train.fade_bias(hyper, step, 4)
+        seen.append(next(iter(hyper.bias_b.values())).mean().item())
+    assert seen == pytest.approx([0.75, 0.5, 0.25, 0.0, 0.0])  # 1 - step/N of the start, then zero
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama_dir, base)
+    train.setup(out=str(tmp_path / "run"), base=str(base), steps=3, docs_per_step=2, bias_fade=2, export=True)
+    shipped = load_file(str(base / "hypernet/hypernet.safetensors"))
+    assert all(v.abs().max() == 0 for k, v in shipped.items() if k.startswith("bias_b"))
+    man = json.loads((base / "hypernet/manifest.json").read_text())
+    assert man["recipe"]["bias_fade"] == 2 and "--bias-fade 2" in man["command"]

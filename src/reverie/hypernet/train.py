@@ -96,6 +96,12 @@ class HyperRecipe:
     people, 12 of them among the full adapters' 24 flips (base people recalled past an
     abstention, strangers with base-like names given facts). This asks the documents' components, which point at
     their names, to carry the switch instead."""
+    bias_fade: int = 0
+    """Steps over which the context-independent bias adapter fades out (its B scaled after
+    each step so that it is 1 - step/N of what training made it, zero from step N on; 0:
+    kept). The documents' components then have to carry the switch from "I don't know" to
+    answering themselves, keyed on their own names, instead of fighting a bias that moves
+    every prompt towards answering (see ``local_bias``)."""
     l1: float = 1e-3
     """L1 penalty on the emitted B factors."""
     shared: float = 0.0
@@ -169,6 +175,15 @@ led by 15 logits that falls by 5 flips nothing, one led by 2.8 that falls by 2 n
 
 CALIBRATE = 50
 """Steps timed before ``max_seconds`` fixes the length of the run."""
+
+
+def fade_bias(hyper: HyperNetwork, step: int, n: int) -> None:
+    """After optimizer step ``step`` (1-based) of a fade over ``n`` steps: scale the bias
+    adapter's B so that the fade's share goes from 1 - (step-1)/n to 1 - step/n."""
+    keep = max(0.0, 1 - step / n) / max(1e-12, 1 - (step - 1) / n) if step < n else 0.0
+    with torch.no_grad():
+        for b in hyper.bias_b.values():
+            b.mul_(keep)
 
 
 def lr_at(step: int, rc: HyperRecipe) -> float:
@@ -459,7 +474,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
           eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0, local_own: bool = False,
           p_paraphrase: float = 0.0, local_margin: float = 0.0, n_local: int = 4,
           local_mine: int = 0, mine_keep: int = 2, mine_strangers: bool = False, rank: int = 8,
-          local_bias: float = 0.0) -> Path:
+          local_bias: float = 0.0, bias_fade: int = 0) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
@@ -482,7 +497,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared,
                      local=local, p_needle=p_needle, local_own=local_own, p_paraphrase=p_paraphrase, local_margin=local_margin,
                      n_local=n_local, local_mine=local_mine, mine_keep=mine_keep, mine_strangers=mine_strangers,
-                     rank=lora_rank, local_bias=local_bias)
+                     rank=lora_rank, local_bias=local_bias, bias_fade=bias_fade)
     if eval_every is not None:
         rc.eval_every = eval_every
     bm = BaseModel.load(base)
@@ -530,6 +545,8 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
             torch.nn.utils.clip_grad_norm_(hyper.parameters(), 1.0)
             opt.step()
             step += 1
+            if rc.bias_fade:
+                fade_bias(hyper, step, rc.bias_fade)
             if max_seconds is not None and step - start_step == CALIBRATE:
                 per_step = (time.time() - t0 - elapsed) / CALIBRATE
                 rc.steps = max(step + 1, int(step + (max_seconds - (time.time() - t0 - elapsed)) / per_step))
@@ -567,6 +584,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         stage += f" --p-paraphrase {p_paraphrase:g}" if p_paraphrase else ""
         stage += f" --rank {lora_rank}" if lora_rank != 8 else ""
         stage += f" --local-bias {local_bias:g}" if local_bias else ""
+        stage += f" --bias-fade {bias_fade}" if bias_fade else ""
         command = f"reverie train hypernet --out {out} --seed {seed} --steps {rc.steps}{stage} --export"
         save_hypernet(hyper, dest, {"recipe": asdict(rc), "train_wall_s": round(time.time() - t0, 1), "init": init,
                                     "command": command, "stages": manifest_stages(init) + [command]})
