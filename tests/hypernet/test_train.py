@@ -314,9 +314,9 @@ def test_bias_locality_term_charges_what_the_bias_alone_moves(tiny_llama_dir, wo
 def test_bias_fade_scales_the_bias_down_to_zero_and_ships_it_at_zero(tiny_llama_dir, tmp_path, small_recipe):
     import shutil
 
+    from reverie.base.model import BaseModel
     from reverie.hypernet.model import HyperNetwork
     from reverie.hypernet.store import build_config
-    from reverie.base.model import BaseModel
 
     bm = BaseModel.load(str(tiny_llama_dir))
     hyper = HyperNetwork(build_config(bm, 2, ("mlp.down_proj",), latent_dim=16, n_blocks=1))
