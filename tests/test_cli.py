@@ -1,3 +1,4 @@
+import pytest
 from typer.testing import CliRunner
 
 from reverie.cli import app
@@ -16,6 +17,19 @@ def test_world_sample_is_deterministic():
     a = runner.invoke(app, ["world", "sample", "--n", "2", "--seed", "3"])
     b = runner.invoke(app, ["world", "sample", "--n", "2", "--seed", "3"])
     assert a.exit_code == 0 and a.output == b.output and "Q:" in a.output
+
+
+@pytest.mark.parametrize("argv", [
+    ["world", "sample", "--n", "0"],
+    ["bench", "qa", "--n-people", "0"],  # was a bm25s traceback
+    ["bench", "sequential", "--T", "0"],  # was a ZeroDivisionError
+    ["bench", "long", "--n-per-length", "-1"],
+    ["train", "hypernet", "--p-needle", "1.5"],
+    ["train", "policy", "--budget", "0"],
+])
+def test_counts_and_shares_out_of_range_are_refused_before_any_work(argv):
+    r = runner.invoke(app, argv)
+    assert r.exit_code == 2 and "Invalid value for" in r.output and "Traceback" not in r.output
 
 
 def test_missing_model_is_one_clear_line(tmp_path):

@@ -43,7 +43,7 @@ app.add_typer(bench_app, name="bench")
 
 # ---- world ------------------------------------------------------------------------------
 @world_app.command("sample")
-def world_sample(n: Annotated[int, typer.Option(help="People to show.")] = 2,
+def world_sample(n: Annotated[int, typer.Option(min=1, help="People to show.")] = 2,
                  seed: Annotated[int, typer.Option(help="World seed.")] = 0,
                  population: Annotated[str, typer.Option(help="base | held_out | skill")] = "held_out") -> None:
     """Print a few people with a biography and questions (same seed, same bytes)."""
@@ -213,7 +213,7 @@ def read(file: Annotated[str, typer.Argument(help="Text file to read, or - for s
 @app.command("sleep")
 @friendly
 def sleep_cmd(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False,
-              budget: Annotated[int | None, typer.Option(help="Most observations consolidated (the rest are discarded).")] = None,
+              budget: Annotated[int | None, typer.Option(min=0, help="Most observations consolidated (the rest are discarded).")] = None,
               replay: Annotated[bool, typer.Option(help="Re-distil earlier items' probes after merging.")] = True,
               guard: Annotated[bool, typer.Option(help="Pass each update through the interference guard.")] = True) -> None:
     """Consolidate the buffer into the weights: select, inject, merge under the guard, then
@@ -386,7 +386,7 @@ def report(results: Annotated[Path, typer.Option("--results", help="Folder of be
 # ---- demo -------------------------------------------------------------------------------
 @app.command()
 @friendly
-def demo(model: ModelOpt = None, n: Annotated[int, typer.Option(help="People to show.")] = 2,
+def demo(model: ModelOpt = None, n: Annotated[int, typer.Option(min=1, help="People to show.")] = 2,
          seed: SeedOpt = 0) -> None:
     """Show the embedded model reading held-out biographies: right in context, lost without."""
     from reverie.demo import run

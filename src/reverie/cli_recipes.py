@@ -22,14 +22,14 @@ bench_app = typer.Typer(help="Benchmarks: one JSON object on stdout with --json;
 @friendly
 def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/base"),
                seed: Annotated[int, typer.Option(help="World, data and init seed.")] = 0,
-               steps: Annotated[int, typer.Option(help="Optimizer steps (4000 is about an hour on 2 cores).")] = 4000,
-               needle_from: Annotated[int | None, typer.Option(help="Start the needle stage (magic numbers read out of haystack text) at this step; extends a finished run when --steps goes past its end.")] = None,
-               p_needle: Annotated[float, typer.Option(help="Share of needle episodes in the needle stage.")] = 0.15,
-               lr_needle: Annotated[float, typer.Option(help="Peak learning rate of the needle stage.")] = 3e-4,
-               p_unknown: Annotated[float, typer.Option(help="Share of closed-book segments in the needle stage that ask about people never read about, answered \"I don't know\".")] = 0.0,
-               p_paraphrase: Annotated[float, typer.Option(help="Share of questions asked with a paraphrase template (other question forms; never a held-out one).")] = 0.0,
-               p_which: Annotated[float, typer.Option(help="Share of questions asked as \"Which <noun> ...\" with varied nouns (never a held-out one).")] = 0.0,
-               p_words: Annotated[float, typer.Option(help="Share of university questions asked with \"school\", a word the hypernetwork's training questions never use (never a held-out template).")] = 0.0,
+               steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (4000 is about an hour on 2 cores).")] = 4000,
+               needle_from: Annotated[int | None, typer.Option(min=0, help="Start the needle stage (magic numbers read out of haystack text) at this step; extends a finished run when --steps goes past its end.")] = None,
+               p_needle: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of needle episodes in the needle stage.")] = 0.15,
+               lr_needle: Annotated[float, typer.Option(min=0.0, help="Peak learning rate of the needle stage.")] = 3e-4,
+               p_unknown: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of closed-book segments in the needle stage that ask about people never read about, answered \"I don't know\".")] = 0.0,
+               p_paraphrase: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of questions asked with a paraphrase template (other question forms; never a held-out one).")] = 0.0,
+               p_which: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of questions asked as \"Which <noun> ...\" with varied nouns (never a held-out one).")] = 0.0,
+               p_words: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of university questions asked with \"school\", a word the hypernetwork's training questions never use (never a held-out template).")] = 0.0,
                init: Annotated[str | None, typer.Option(help="Start a new run from this model folder (e.g. the shipped one) or base run folder, keeping its tokenizer; with --needle-from 0, a needle stage on its own.")] = None,
                device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                export: Annotated[bool, typer.Option(help="Ship the result as the embedded default model.")] = False,
@@ -46,31 +46,31 @@ def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: 
 def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/hypernet"),
                    model: ModelOpt = None,
                    seed: Annotated[int, typer.Option(help="Data and init seed.")] = 0,
-                   steps: Annotated[int, typer.Option(help="Optimizer steps (4000 is about 40 minutes on 2 cores).")] = 4000,
-                   docs_per_step: Annotated[int, typer.Option(help="Documents per step (per process).")] = 8,
-                   lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+                   steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (4000 is about 40 minutes on 2 cores).")] = 4000,
+                   docs_per_step: Annotated[int, typer.Option(min=1, help="Documents per step (per process).")] = 8,
+                   lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 1e-3,
                    group_sizes: Annotated[str, typer.Option(help="Comma-separated sizes of the groups whose adapters are summed (1 = single documents).")] = "1",
                    init: Annotated[str | None, typer.Option(help="Start a new stage from this run folder or hypernetwork folder.")] = None,
-                   shared: Annotated[float, typer.Option(help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
-                   local: Annotated[float, typer.Option(help="Weight of the KL-to-base term on questions about people not injected (locality).")] = 1.0,
-                   p_needle: Annotated[float, typer.Option(help="Share of single documents that are needle haystacks (a magic number to remember); needs a base trained with --needle-from.")] = 0.0,
-                   p_paraphrase: Annotated[float, typer.Option(help="Share of document questions asked in other forms than the training templates (the base model's paraphrase and \"Which <noun>\" forms; never a held-out one).")] = 0.0,
+                   shared: Annotated[float, typer.Option(min=0.0, help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
+                   local: Annotated[float, typer.Option(min=0.0, help="Weight of the KL-to-base term on questions about people not injected (locality).")] = 1.0,
+                   p_needle: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of single documents that are needle haystacks (a magic number to remember); needs a base trained with --needle-from.")] = 0.0,
+                   p_paraphrase: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of document questions asked in other forms than the training templates (the base model's paraphrase and \"Which <noun>\" forms; never a held-out one).")] = 0.0,
                    local_own: Annotated[bool, typer.Option("--local-own", help="Locality questions continue with the base model's own greedy answer (e.g. \"I don't know\" about strangers) instead of the gold one.")] = False,
-                   local_margin: Annotated[float, typer.Option(help="Weight of a hinge keeping the base model's greedy-token margin on locality questions (0 = off).")] = 0.0,
-                   n_local: Annotated[int, typer.Option(help="Locality questions per group of summed documents (half about base people, half about strangers).")] = 4,
-                   local_mine: Annotated[int, typer.Option(help="Mined locality: candidate questions about base people per group, scored under the group's adapter each step; the --mine-keep nearest to flipping join the locality rows (0 = off).")] = 0,
-                   mine_keep: Annotated[int, typer.Option(help="Mined locality rows kept per group (with --local-mine).")] = 2,
+                   local_margin: Annotated[float, typer.Option(min=0.0, help="Weight of a hinge keeping the base model's greedy-token margin on locality questions (0 = off).")] = 0.0,
+                   n_local: Annotated[int, typer.Option(min=1, help="Locality questions per group of summed documents (half about base people, half about strangers).")] = 4,
+                   local_mine: Annotated[int, typer.Option(min=0, help="Mined locality: candidate questions about base people per group, scored under the group's adapter each step; the --mine-keep nearest to flipping join the locality rows (0 = off).")] = 0,
+                   mine_keep: Annotated[int, typer.Option(min=1, help="Mined locality rows kept per group (with --local-mine).")] = 2,
                    mine_strangers: Annotated[bool, typer.Option("--mine-strangers", help="Half the mined candidates are fresh people the base model abstains about.")] = False,
-                   local_bias: Annotated[float, typer.Option(help="Weight of the locality term on questions about others with the context-independent bias adapter alone (0 = off).")] = 0.0,
-                   bias_fade: Annotated[int, typer.Option(help="Fade the context-independent bias adapter out over this many steps (zero from then on), so the documents' own components carry the switch to answering (0 = keep it).")] = 0,
-                   rank: Annotated[int, typer.Option(help="LoRA rank emitted per document; above --init's rank it grows that hypernetwork (new components: fresh latents, 0.3 x the old scalers).")] = 8,
+                   local_bias: Annotated[float, typer.Option(min=0.0, help="Weight of the locality term on questions about others with the context-independent bias adapter alone (0 = off).")] = 0.0,
+                   bias_fade: Annotated[int, typer.Option(min=0, help="Fade the context-independent bias adapter out over this many steps (zero from then on), so the documents' own components carry the switch to answering (0 = keep it).")] = 0,
+                   rank: Annotated[int, typer.Option(min=1, help="LoRA rank emitted per document; above --init's rank it grows that hypernetwork (new components: fresh latents, 0.3 x the old scalers).")] = 8,
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
-                   eval_every: Annotated[int | None, typer.Option(help="Steps between monitoring evaluations (default 400; real models: 50, on held-out passages).")] = None,
-                   pool: Annotated[int, typer.Option(help="Real models: training passages given teacher answers first.")] = 4000,
+                   eval_every: Annotated[int | None, typer.Option(min=1, help="Steps between monitoring evaluations (default 400; real models: 50, on held-out passages).")] = None,
+                   pool: Annotated[int, typer.Option(min=1, help="Real models: training passages given teacher answers first.")] = 4000,
                    data: Annotated[Path | None, typer.Option(help="Real models: passages JSON-lines file instead of the fetched training split.")] = None,
                    teacher: Annotated[Path | None, typer.Option(help="Real models: teacher rows already generated (JSON lines, .gz too) instead of --pool new ones.")] = None,
-                   focus: Annotated[float, typer.Option(help="Real models: extra weight on the answer tokens the passage decides (0 = plain KL).")] = 0.0,
+                   focus: Annotated[float, typer.Option(min=0.0, help="Real models: extra weight on the answer tokens the passage decides (0 = plain KL).")] = 0.0,
                    eval_data: Annotated[Path | None, typer.Option(help="Real models: held-out passages (JSON lines) for the monitor instead of the fetched test split.")] = None,
                    export: Annotated[bool, typer.Option(help="Ship the result beside the base model (its hypernet/ folder).")] = False,
                    export_to: Annotated[Path | None, typer.Option(help="Real models: write the result into this hypernetwork folder instead (a candidate).")] = None) -> None:
@@ -108,17 +108,17 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
 @friendly
 def train_policy(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: answer-table cache, checkpoints, log.")] = Path("runs/policy"),
                  seed: Annotated[int, typer.Option(help="PPO seed; also picks the training streams.")] = 0,
-                 timesteps: Annotated[int, typer.Option(help="Nights of experience (PPO environment steps).")] = 60_000,
-                 budget: Annotated[int, typer.Option(help="Consolidations per night for validation.")] = 3,
+                 timesteps: Annotated[int, typer.Option(min=1, help="Nights of experience (PPO environment steps).")] = 60_000,
+                 budget: Annotated[int, typer.Option(min=1, help="Consolidations per night for validation.")] = 3,
                  budgets: Annotated[str, typer.Option(help="Budgets drawn per training episode (comma-separated).")] = "1,2,3,4,5",
-                 streams: Annotated[int, typer.Option(help="Training streams (answer tables built once each, ~7 s).")] = 64,
-                 val_streams: Annotated[int, typer.Option(help="Validation streams (the best checkpoint is kept).")] = 16,
-                 nights: Annotated[int, typer.Option(help="Nights per stream (episode length).")] = 8,
-                 n_envs: Annotated[int, typer.Option(help="Environments per rollout.")] = 8,
-                 lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-4,
-                 cost: Annotated[float, typer.Option(help="Reward cost per consolidation.")] = 0.002,
-                 eval_every: Annotated[int, typer.Option(help="Nights between validation runs and checkpoints.")] = 4096,
-                 workers: Annotated[int, typer.Option(help="Processes building the answer tables.")] = 1,
+                 streams: Annotated[int, typer.Option(min=1, help="Training streams (answer tables built once each, ~7 s).")] = 64,
+                 val_streams: Annotated[int, typer.Option(min=1, help="Validation streams (the best checkpoint is kept).")] = 16,
+                 nights: Annotated[int, typer.Option(min=1, help="Nights per stream (episode length).")] = 8,
+                 n_envs: Annotated[int, typer.Option(min=1, help="Environments per rollout.")] = 8,
+                 lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 3e-4,
+                 cost: Annotated[float, typer.Option(min=0.0, help="Reward cost per consolidation.")] = 0.002,
+                 eval_every: Annotated[int, typer.Option(min=1, help="Nights between validation runs and checkpoints.")] = 4096,
+                 workers: Annotated[int, typer.Option(min=1, help="Processes building the answer tables.")] = 1,
                  export: Annotated[bool, typer.Option(help="Ship the best policy as the default (assets/default/policy).")] = False,
                  as_json: JsonOpt = False) -> None:
     """Train the consolidation policy with PPO on policy streams (resumable: rerun the same command)."""
@@ -140,7 +140,7 @@ def train_policy(out_dir: Annotated[Path, typer.Option("--out", help="Run folder
 @eval_app.command("base")
 @friendly
 def eval_base(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-              n_held_out: Annotated[int, typer.Option(help="Held-out people (6 questions each).")] = 100,
+              n_held_out: Annotated[int, typer.Option(min=1, help="Held-out people (6 questions each).")] = 100,
               results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
     """acc_full, acc_none, closed-book accuracy and held-out-template accuracy of a base model."""
     from reverie.base.model import BaseModel
@@ -157,9 +157,9 @@ def eval_base(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 
 @bench_app.command("qa")
 @friendly
 def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-             n_people: Annotated[int, typer.Option(help="Held-out people (6 questions each).")] = 60,
-             n_cd: Annotated[int, typer.Option(help="People for gradient distillation (slow).")] = 10,
-             cd_steps: Annotated[int, typer.Option(help="AdamW steps per distilled document.")] = 300,
+             n_people: Annotated[int, typer.Option(min=1, help="Held-out people (6 questions each).")] = 60,
+             n_cd: Annotated[int, typer.Option(min=0, help="People for gradient distillation (slow).")] = 10,
+             cd_steps: Annotated[int, typer.Option(min=1, help="AdamW steps per distilled document.")] = 300,
              results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
     """QA after injection vs no context, full context, BM25 retrieval and gradient distillation.
 
@@ -195,9 +195,9 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
 @bench_app.command("sequential")
 @friendly
 def bench_sequential(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-                     t: Annotated[int, typer.Option("--T", help="Documents consolidated one batch after another.")] = 1000,
+                     t: Annotated[int, typer.Option("--T", min=1, help="Documents consolidated one batch after another.")] = 1000,
                      strategy: Annotated[list[str] | None, typer.Option(help="Merge strategy (repeatable; default: all).")] = None,
-                     n_eval: Annotated[int, typer.Option(help="Questions per metric at each checkpoint.")] = 300,
+                     n_eval: Annotated[int, typer.Option(min=1, help="Questions per metric at each checkpoint.")] = 300,
                      guard: Annotated[bool, typer.Option(help="Pass every update through the interference guard.")] = True,
                      router: Annotated[str, typer.Option(help="The bank's router: key (document keys) or activation (the adapters' own rows).")] = "key",
                      results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
@@ -229,11 +229,11 @@ def bench_sequential(model: ModelOpt = None, as_json: JsonOpt = False, seed: See
 @bench_app.command("stream")
 @friendly
 def bench_stream(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-                 days: Annotated[int, typer.Option(help="Days in the stream.")] = 30,
-                 people_per_day: Annotated[int, typer.Option(help="New biographies read per day.")] = 3,
+                 days: Annotated[int, typer.Option(min=1, help="Days in the stream.")] = 30,
+                 people_per_day: Annotated[int, typer.Option(min=1, help="New biographies read per day.")] = 3,
                  mode: Annotated[list[str] | None, typer.Option(help="replay, no_replay (merged memory with and without replay) and/or bank (adapter bank routed by document key); repeatable, default all.")] = None,
-                 replay_steps: Annotated[int, typer.Option(help="AdamW steps of each night's replay.")] = 60,
-                 replay_items: Annotated[int, typer.Option(help="Earlier items sampled for each night's replay.")] = 24,
+                 replay_steps: Annotated[int, typer.Option(min=0, help="AdamW steps of each night's replay.")] = 60,
+                 replay_items: Annotated[int, typer.Option(min=0, help="Earlier items sampled for each night's replay.")] = 24,
                  guard: Annotated[bool, typer.Option(help="Pass every update through the interference guard.")] = True,
                  results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
     """Read a world stream by day and sleep by night: daily accuracy with and without
@@ -260,9 +260,9 @@ def bench_stream(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt
 @bench_app.command("long")
 @friendly
 def bench_long(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
-               n_per_length: Annotated[int, typer.Option(help="Questions (one per person) at each length.")] = 64,
+               n_per_length: Annotated[int, typer.Option(min=1, help="Questions (one per person) at each length.")] = 64,
                lengths: Annotated[str, typer.Option(help="Comma-separated document lengths in windows.")] = "1,2,4,8",
-               needle_trials: Annotated[int, typer.Option(help="Needles per depth and length.")] = 3,
+               needle_trials: Annotated[int, typer.Option(min=1, help="Needles per depth and length.")] = 3,
                results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
     """Documents past the window (chunked injection: concat, svd) against truncated context
     and retrieval, needle-in-a-haystack by depth and length, adapter bytes and latency."""
@@ -288,14 +288,14 @@ def bench_long(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt =
 @friendly
 def bench_policy(as_json: JsonOpt = False,
                  seed: Annotated[int, typer.Option(help="First held-out stream seed (never used in training).")] = 0,
-                 seeds: Annotated[int, typer.Option(help="Held-out streams (the spread is over them).")] = 5,
-                 budget: Annotated[int, typer.Option(help="Consolidations per night for the headline figures.")] = 3,
+                 seeds: Annotated[int, typer.Option(min=1, help="Held-out streams (the spread is over them).")] = 5,
+                 budget: Annotated[int, typer.Option(min=1, help="Consolidations per night for the headline figures.")] = 3,
                  budgets: Annotated[str, typer.Option(help="Budgets for the accuracy-against-budget plot (comma-separated).")] = "1,2,3,4,5,6",
-                 nights: Annotated[int, typer.Option(help="Nights per stream.")] = 8,
+                 nights: Annotated[int, typer.Option(min=1, help="Nights per stream.")] = 8,
                  policy: Annotated[Path | None, typer.Option(help="Policy folder (default: the shipped one).")] = None,
                  cache: Annotated[Path | None, typer.Option(help="Folder caching each stream's answer tables.")] = Path("runs/policy_bench_cache"),
-                 workers: Annotated[int, typer.Option(help="Processes building the answer tables.")] = 1,
-                 sleep_nights: Annotated[int, typer.Option(help="Also run learned vs first inside the whole sleep() (guard, replay) for this many nights of stream --seed (about 30 s a night; 0: skip).")] = 0,
+                 workers: Annotated[int, typer.Option(min=1, help="Processes building the answer tables.")] = 1,
+                 sleep_nights: Annotated[int, typer.Option(min=0, help="Also run learned vs first inside the whole sleep() (guard, replay) for this many nights of stream --seed (about 30 s a night; 0: skip).")] = 0,
                  results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
     """Future-question accuracy at a fixed budget: learned policy vs first, random, recency,
     surprise, repeated and the oracle, on held-out streams; plot against budget."""
