@@ -160,8 +160,13 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
              n_people: Annotated[int, typer.Option(min=1, help="Held-out people (6 questions each).")] = 60,
              n_cd: Annotated[int, typer.Option(min=0, help="People for gradient distillation (slow).")] = 10,
              cd_steps: Annotated[int, typer.Option(min=1, help="AdamW steps per distilled document.")] = 300,
+             held_out_from: Annotated[int, typer.Option(min=0, help="First held-out person (injected people, then as many strangers for locality); 0 = the benchmark's own.")] = 0,
+             base_from: Annotated[int, typer.Option(min=0, help="First base-population person asked about for locality; 0 = the benchmark's own.")] = 0,
              results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
     """QA after injection vs no context, full context, BM25 retrieval and gradient distillation.
+
+    --held-out-from and --base-from measure on other people than the benchmark's own: its
+    locality prompts pair the same people at every seed, so seeds alone are not independent.
 
     With --model smollm2: held-out SQuAD-derived passages, scored with ROUGE-L F1 and exact
     match (distillation on at most 5 passages)."""
@@ -174,6 +179,8 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
     learner = Learner.load(model)
     if model is not None and str(model) in NAMED:
         # A real model reads real passages: --n-people counts held-out passages (2 questions each).
+        if held_out_from or base_from:
+            raise ReverieError("--held-out-from and --base-from pick the world's people; they do not apply to --model " + str(model))
         from reverie.eval import bench_real
 
         name = f"bench_qa_{model}"
@@ -186,7 +193,8 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
             (results / f"{name}.partial{suffix}").unlink(missing_ok=True)
         emit(r, as_json, f"QA after injection ({model})")
         return
-    r = bench_qa.run(learner.bm, learner.injector, seed=seed, n_people=n_people, n_cd=n_cd, cd_steps=cd_steps)  # type: ignore[arg-type]
+    r = bench_qa.run(learner.bm, learner.injector, seed=seed, n_people=n_people, n_cd=n_cd, cd_steps=cd_steps,  # type: ignore[arg-type]
+                     held_out_from=held_out_from, base_from=base_from)
     r = res.stamp(r, seed, learner.bm.path, t0)
     res.write("bench_qa", r, results, "QA after injection")
     emit(r, as_json, "QA after injection")

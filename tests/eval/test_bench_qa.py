@@ -27,6 +27,20 @@ def test_a_small_run_reports_every_metric_and_splits_locality():
     assert 0 <= r["n_flips_also_bias_alone"] <= round(8 * (1 - r["locality"]))
 
 
+def test_another_slice_of_people_is_a_second_sample_and_a_slice_past_the_world_is_refused():
+    import pytest
+
+    from reverie.errors import InputError
+
+    learner = Learner.load()
+    r = bench_qa.run(learner.bm, learner.injector, seed=0, n_people=2, n_cd=0, store_size=10, held_out_from=1000, base_from=200)
+    assert r["held_out_from"] == 1000 and r["base_from"] == 200 and r["n_locality"] == 4
+    with pytest.raises(InputError, match="held-out people 1999..2002"):
+        bench_qa.run(learner.bm, learner.injector, n_people=2, n_cd=0, held_out_from=1999)
+    with pytest.raises(InputError, match="base people 499..500"):
+        bench_qa.run(learner.bm, learner.injector, n_people=2, n_cd=0, base_from=499)
+
+
 def test_score_keys_never_collide():
     from reverie.eval.qa import Score
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from reverie.base.model import BaseModel
+from reverie.errors import InputError
 from reverie.eval.metrics import abstain_rate
 from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
@@ -53,13 +54,25 @@ def forward_time(bm: BaseModel, text: str, reps: int = 5) -> float:
 
 
 def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 60,
-        n_cd: int = 10, cd_steps: int = 300, store_size: int = 1000) -> dict[str, Any]:
+        n_cd: int = 10, cd_steps: int = 300, store_size: int = 1000, held_out_from: int = 0,
+        base_from: int = 0) -> dict[str, Any]:
+    """``held_out_from`` / ``base_from``: where the people start in the held-out and base
+    populations (0: the benchmark's own people). The locality pairs are fixed by position, the
+    same at every seed, so another slice of people is the way to a second, independent sample."""
     world = World(WorldConfig(seed=0))
-    people = world.held_out[:n_people]
+    if held_out_from < 0 or held_out_from + 2 * n_people > len(world.held_out):
+        raise InputError(f"--held-out-from {held_out_from} with --n-people {n_people} needs held-out people "
+                         f"{held_out_from}..{held_out_from + 2 * n_people - 1}; the world has {len(world.held_out)}")
+    if base_from < 0 or base_from + n_people > len(world.base):
+        raise InputError(f"--base-from {base_from} with --n-people {n_people} needs base people "
+                         f"{base_from}..{base_from + n_people - 1}; the world has {len(world.base)}")
+    people = world.held_out[held_out_from : held_out_from + n_people]
     docs = documents(world, people, seed)
     qas = sample_questions(world, people, 6, seed)
     held = sample_questions(world, people, 6, seed, heldout=True)
     out: dict[str, Any] = {"n_people": n_people, "n_questions": len(qas)}
+    if held_out_from or base_from:
+        out |= {"held_out_from": held_out_from, "base_from": base_from}
     with progress() as bar:
         task = bar.add_task("bench qa", total=6)
         closed = ask(bm, qas)
@@ -82,7 +95,8 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
         bar.advance(task)
         # Locality of one injection: questions about *other* people (base population and
         # other held-out people) must get the same greedy answer as without the adapter.
-        other = sample_questions(world, world.base[:n_people] + world.held_out[n_people : 2 * n_people], 1, seed)
+        strangers = world.held_out[held_out_from + n_people : held_out_from + 2 * n_people]
+        other = sample_questions(world, world.base[base_from : base_from + n_people] + strangers, 1, seed)
         plain = ask(bm, other)
         shifted = {q.person: adapters[people[i % n_people].name] for i, q in enumerate(other)}
         changed = ask_injected(bm, other, shifted)
@@ -91,7 +105,7 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
         out["n_locality"] = len(other)
         # The two halves apart: answers the base model knows (closed book) and its guesses
         # about people it never saw, which any change to the weights tends to flip.
-        known = {p.name for p in world.base[:n_people]}
+        known = {p.name for p in world.base[base_from : base_from + n_people]}
         for name, keep in (("base", True), ("unknown", False)):
             sel = [s for s, q in zip(same, other, strict=True) if (q.person in known) == keep]
             out[f"locality_{name}"] = round(sum(sel) / max(len(sel), 1), 4)
