@@ -16,7 +16,7 @@ from reverie.base.model import BaseModel
 from reverie.errors import ModelLoadError, ReverieError
 from reverie.hypernet.lora import target_dims
 from reverie.hypernet.model import HyperConfig, HyperNetwork, fingerprint
-from reverie.utils import atomic_write_text, sha256_file
+from reverie.utils import atomic_write_text, load_train_state, read_state, sha256_file
 
 WEIGHTS = "hypernet.safetensors"
 
@@ -84,6 +84,21 @@ def warm_start(hyper: HyperNetwork, init: str) -> None:
         hyper.load_state_dict(grown(hyper, load_file(str(f))))
     except RuntimeError as e:
         raise ReverieError(f"--init {init}: its weights do not fit this hypernetwork ({str(e).splitlines()[0]})") from None
+
+
+def resume_or_init(ck: Path, hyper: HyperNetwork, opt: torch.optim.Optimizer, init: str | None) -> tuple[int, float]:
+    """Resume a run from its checkpoint folder ``ck`` (weights and optimizer), or start a new
+    one from ``init``'s weights; returns (step, elapsed seconds). A checkpoint of another base
+    model is a clear error."""
+    state = read_state(ck)
+    if state is None:
+        if init is not None:
+            warm_start(hyper, init)
+        return 0, 0.0
+    if state["fingerprint"] != hyper.cfg.base_fingerprint:
+        raise ReverieError(f"checkpoint in {ck} was trained on another base model; use another --out")
+    load_train_state(ck, hyper, opt)
+    return state["step"], state["elapsed"]
 
 
 def grown(hyper: HyperNetwork, state: dict[str, torch.Tensor], share: float = GROW_SCALE) -> dict[str, torch.Tensor]:

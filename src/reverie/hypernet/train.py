@@ -24,15 +24,19 @@ import torch.nn.functional as F
 from reverie.base.data import IGNORE, Segmenter
 from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation
 from reverie.base.prompt import document_prefix
-from reverie.errors import ReverieError
 from reverie.hypernet.lora import applied, concat, layers_of, target_module
 from reverie.hypernet.model import HyperConfig, HyperNetwork, fingerprint
-from reverie.hypernet.store import GROW_SCALE, build_config, grown, save_hypernet, warm_start
+from reverie.hypernet.store import (
+    GROW_SCALE,
+    build_config,
+    grown,
+    resume_or_init,
+    save_hypernet,
+    warm_start,
+)
 from reverie.utils import (
-    load_train_state,
     manifest_stages,
     progress,
-    read_state,
     save_train_state,
     warmup_cosine,
 )
@@ -513,15 +517,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     ck = root / "ckpt"
-    step, elapsed = 0, 0.0
-    state = read_state(ck)
-    if state is None and init is not None:
-        warm_start(hyper, init)
-    if state is not None:
-        if state["fingerprint"] != cfg.base_fingerprint:
-            raise ReverieError(f"checkpoint in {ck} was trained on another base model; use another --out")
-        load_train_state(ck, hyper, opt)
-        step, elapsed = state["step"], state["elapsed"]
+    step, elapsed = resume_or_init(ck, hyper, opt, init)
     if device != "cpu":
         # Tensors the step builds from token lists are created on the default device.
         bm.model.to(device)

@@ -29,13 +29,11 @@ from reverie.base.model import BaseModel, Generation
 from reverie.errors import ReverieError
 from reverie.hypernet.lora import applied, concat
 from reverie.hypernet.model import HyperNetwork
-from reverie.hypernet.store import build_config, save_hypernet
-from reverie.hypernet.train import _pad_rows, read_docs, warm_start
+from reverie.hypernet.store import build_config, resume_or_init, save_hypernet
+from reverie.hypernet.train import _pad_rows, read_docs
 from reverie.utils import (
-    load_train_state,
     progress,
     read_jsonl,
-    read_state,
     save_train_state,
     warmup_cosine,
 )
@@ -248,20 +246,13 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     ck = root / "ckpt"
-    step, elapsed = 0, 0.0
     if device != "cpu":
         torch.backends.cuda.matmul.allow_tf32 = True
         bm.model.to(device)
         hyper.to(device)
         torch.set_default_device(device)
-    state = read_state(ck)  # after the move: the optimizer state loads onto the weights' device
-    if state is None and init is not None:
-        warm_start(hyper, init)
-    if state is not None:
-        if state["fingerprint"] != cfg.base_fingerprint:
-            raise ReverieError(f"checkpoint in {ck} was trained on another base model; use another --out")
-        load_train_state(ck, hyper, opt)
-        step, elapsed = state["step"], state["elapsed"]
+    # After the move: the optimizer state loads onto the weights' device.
+    step, elapsed = resume_or_init(ck, hyper, opt, init)
     t_pool = time.time()
     batch = 128 if device != "cpu" else 16
     if teacher:
