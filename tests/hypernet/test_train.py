@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from reverie.hypernet import train
+from reverie.hypernet.store import GROW_SCALE
 from tests.conftest import template_pattern
 
 
@@ -95,7 +96,7 @@ def test_a_higher_rank_grows_the_init_hypernetwork(tiny_llama_dir, tmp_path, sma
     assert torch.equal(big.latents.reshape(12, -1)[:4], small.latents)  # one target: its old components first
     assert torch.allclose(big.scale[..., :4], small.scale, atol=1e-3)
     # The new components start on: a share of the old scalers, each old one used twice.
-    new = big.scale[..., 4:] / train.GROW_SCALE
+    new = big.scale[..., 4:] / GROW_SCALE
     for layer in range(small.scale.shape[0]):
         got = sorted(new[layer, 0].tolist())
         want = sorted(small.scale[layer, 0].tolist() * 2)

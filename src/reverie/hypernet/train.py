@@ -26,14 +26,7 @@ from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation
 from reverie.base.prompt import document_prefix
 from reverie.hypernet.lora import applied, concat, layers_of, target_module
 from reverie.hypernet.model import HyperConfig, HyperNetwork, fingerprint
-from reverie.hypernet.store import (
-    GROW_SCALE,
-    build_config,
-    grown,
-    resume_or_init,
-    save_hypernet,
-    warm_start,
-)
+from reverie.hypernet.store import build_config, resume_or_init, save_hypernet
 from reverie.utils import (
     manifest_stages,
     progress,
@@ -489,7 +482,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     weights load on the CPU as usual). ``max_seconds`` fits the step count to a wall-clock
     budget: after the first ``CALIBRATE`` steps (inside warm-up, which does not depend on
     the length) it sets ``steps`` from the measured time per step, so the cosine schedule
-    still ends at the last step. ``rank`` above ``init``'s grows it (see :func:`grown`)."""
+    still ends at the last step. ``rank`` above ``init``'s grows it (see :func:`reverie.hypernet.store.grown`)."""
     dist = int(os.environ.get("WORLD_SIZE", "1")) > 1
     lora_rank, rank = rank, 0
     if dist:
@@ -591,4 +584,4 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     return root
 
 
-__all__ = ["GROW_SCALE", "HyperConfig", "HyperRecipe", "Step", "fingerprint", "grown", "random", "setup", "warm_start"]
+__all__ = ["HyperConfig", "HyperRecipe", "Step", "fingerprint", "random", "setup"]
