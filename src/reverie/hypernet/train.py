@@ -177,7 +177,7 @@ CALIBRATE = 50
 def fade_bias(hyper: HyperNetwork, step: int, n: int) -> None:
     """After optimizer step ``step`` (1-based) of a fade over ``n`` steps: scale the bias
     adapter's B so that the fade's share goes from 1 - (step-1)/n to 1 - step/n."""
-    keep = max(0.0, 1 - step / n) / max(1e-12, 1 - (step - 1) / n) if step < n else 0.0
+    keep = (n - step) / (n - step + 1) if step < n else 0.0  # (1 - step/n) / (1 - (step-1)/n)
     with torch.no_grad():
         for b in hyper.bias_b.values():
             b.mul_(keep)
