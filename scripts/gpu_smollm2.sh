@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Train SmolLM2-135M-Instruct hypernetworks on a lent GPU (reverie train hypernet --model
-# smollm2 --device cuda), several variants side by side, in one call of at most ~10 minutes.
-# One process leaves an H100 mostly idle (0.59 s a step at 32 passages), so two share it; a
-# third at 64 passages a step took 75 GiB and ran all three out of memory (2026-11-27).
+# smollm2 --device cuda), three variants side by side, in one call of at most ~10 minutes.
+# One process leaves the GPU mostly idle (0.59 s a step at 32 passages on an H100); on an
+# H100 a third variant at 64 passages a step ran all three out of memory (2026-11-27), so
+# all three take 32 here (an H200 has 139 GiB).
 #
 # The GPU machine reaches no registry, and a call carries at most 64 MiB, so what it needs
 # travels beforehand (with the ~29 MB working tree each time): the model's GGUF (98 MB)
 # split in three parts (`split -n 3 -d -a 1 FILE .gpuinit/p`), the first two copied to
 # $PARTS by two short earlier calls (`mkdir -p /tmp/g && cp .gpuinit/p0 /tmp/g/`, each made
 # within the machine's 30 s warm window; the second also takes the training passages,
-# train5k.jsonl.gz), the last carried with this one with the held-out passages for the
-# monitor (heldout.jsonl.gz), as reverie's JSON lines, and the wheels of gguf, Faker and
-# tzdata in .whl/. The teacher answers (POOL
-# passages, two questions each) are written once, first, and all variants read them
-# (reverie train hypernet --teacher).
-# Usage: BUDGET=400 OUT=$OUT bash scripts/gpu_smollm2.sh
+# train.jsonl.gz), the last carried with this one with the validation passages for the
+# monitor (val.jsonl.gz: SQuAD dev articles kept out of the training passages, never the
+# test split), both as reverie's JSON lines written by `scripts/smollm2_data.py`, and the wheels of gguf, Faker and tzdata in .whl/.
+# The teacher answers (POOL passages, two questions each) are written once, first, and all
+# variants read them (reverie train hypernet --teacher); the Wikipedia variants read the
+# rows of SQuAD and new_wiki passages alone. Every variant exports the weights its
+# monitor scored best (--keep-best).
+# Usage: BUDGET=530 OUT=$OUT bash scripts/gpu_smollm2.sh
 # What comes back: each variant's hypernetwork folder ($OUT/<name>/, float16 + manifest) and
 # every run's log in $OUT/logs.tgz. On the CPU: reverie bench qa --model smollm2 --hypernet DIR.
 set -u
@@ -49,11 +52,16 @@ print('fingerprint', fingerprint(bm.model))
 if '${DEVICE:-cuda}' != 'cpu':
     bm.model.to('${DEVICE:-cuda}'); torch.set_default_device('${DEVICE:-cuda}')
 t = time.time()
-rows = teacher_pool(bm, P.load_jsonl('${TRAIN:-$PARTS/train5k.jsonl.gz}'), RealRecipe(seed=1, pool=${POOL:-5000}, q_per_doc=2),
+rows = teacher_pool(bm, P.load_jsonl('${TRAIN:-$PARTS/train.jsonl.gz}'), RealRecipe(seed=1, pool=${POOL:-5000}, q_per_doc=2),
                     Path('$RUNS/teacher.jsonl'), batch=128)
 print('teacher rows', len(rows), 'answers', sum(len(r['qas']) for r in rows), 'in', round(time.time() - t), 's')
+import json
+wiki = {p.text for p in P.load_jsonl('${TRAIN:-$PARTS/train.jsonl.gz}') if p.source in ('squad', 'new_wiki')}
+w = [r for r in rows if r['text'] in wiki]
+Path('$RUNS/teacher_wiki.jsonl').write_text(''.join(json.dumps(r) + chr(10) for r in w))
+print('wikipedia rows', len(w))
 # The monitor's held-out rows, once, so that every variant is measured on the same questions.
-teacher_pool(bm, P.load_jsonl('.gpuinit/heldout.jsonl.gz'), RealRecipe(seed=0), Path('$RUNS/eval_teacher.jsonl'),
+teacher_pool(bm, P.load_jsonl('${VAL:-.gpuinit/val.jsonl.gz}'), RealRecipe(seed=0), Path('$RUNS/eval_teacher.jsonl'),
              batch=128, n=RealRecipe().n_eval, q_per_doc=2)
 PY
 LEFT=$((BUDGET - ($(date +%s) - T0)))
@@ -62,17 +70,23 @@ run() {
   name=$1; shift
   mkdir -p "$RUNS/$name" && cp "$RUNS/eval_teacher.jsonl" "$RUNS/$name/"
   python3 -m reverie.cli train hypernet --model smollm2 --out "$RUNS/$name" --device "${DEVICE:-cuda}" \
-    --max-seconds "$LEFT" --steps "${STEPS:-1000000}" --init "$INIT" --teacher "$RUNS/teacher.jsonl" \
-    --eval-data .gpuinit/heldout.jsonl.gz --export-to "$OUT/$name" "$@" > "$RUNS/$name.out" 2>&1
+    --max-seconds "$LEFT" --steps "${STEPS:-1000000}" --init "$INIT" \
+    --eval-data "${VAL:-.gpuinit/val.jsonl.gz}" --keep-best --export-to "$OUT/$name" "$@" > "$RUNS/$name.out" 2>&1
   echo "$name exit $?"
 }
-NAMES="plain focus"
-run plain --docs-per-step "${DOCS:-32}" --lr 3e-4 --seed 1 &
-run focus --docs-per-step "${DOCS:-32}" --lr 3e-4 --seed 2 --focus 2 &
-wait
+NAMES="all wiki wiki3"
+run all --teacher "$RUNS/teacher.jsonl" --docs-per-step "${DOCS:-32}" --lr 1e-4 --seed 1 & P1=$!
+run wiki --teacher "$RUNS/teacher_wiki.jsonl" --docs-per-step "${DOCS:-32}" --lr 1e-4 --seed 1 & P2=$!
+run wiki3 --teacher "$RUNS/teacher_wiki.jsonl" --docs-per-step "${DOCS:-32}" --lr 3e-4 --seed 1 & P3=$!
+# To a file: a monitor writing to the script's stdout kept its pipe open after the runs ended,
+# and the call waited for its last sleep (2026-12-04).
+( while sleep 60; do nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader; done ) > "$RUNS/smi.log" 2>&1 & MON=$!
+wait $P1 $P2 $P3
+kill $MON 2>/dev/null
 for r in $NAMES; do
   tail -c 400 "$RUNS/$r.out"; echo
   grep '"eval"' "$RUNS/$r/log.jsonl" | sed -n '1p;$p'
+  grep -o '"best_step": [^,]*, "best_eval_kl": [^,]*' "$OUT/$r/manifest.json"
 done
-tar czf "$OUT/logs.tgz" -C "$RUNS" --exclude='*.safetensors' --exclude='*.pt' --exclude='teacher.jsonl' .
+tar czf "$OUT/logs.tgz" -C "$RUNS" --exclude='*.safetensors' --exclude='*.pt' --exclude='teacher_wiki.jsonl' --exclude='ckpt' .
 ls -la "$OUT" "$OUT"/*

@@ -72,6 +72,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    teacher: Annotated[Path | None, typer.Option(help="Real models: teacher rows already generated (JSON lines, .gz too) instead of --pool new ones.")] = None,
                    focus: Annotated[float, typer.Option(min=0.0, help="Real models: extra weight on the answer tokens the passage decides (0 = plain KL).")] = 0.0,
                    eval_data: Annotated[Path | None, typer.Option(help="Real models: held-out passages (JSON lines) for the monitor instead of the fetched test split.")] = None,
+                   keep_best: Annotated[bool, typer.Option("--keep-best", help="Real models: export the weights the held-out monitor scored best (lowest KL) instead of the last.")] = False,
                    export: Annotated[bool, typer.Option(help="Ship the result beside the base model (its hypernet/ folder).")] = False,
                    export_to: Annotated[Path | None, typer.Option(help="Real models: write the result into this hypernetwork folder instead (a candidate).")] = None) -> None:
     """Meta-train the hypernetwork (resumable). Multi-process: `torchrun --nproc_per_node N -m reverie.cli train hypernet`.
@@ -88,7 +89,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
         train_real.setup(out=out, model=str(model), seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step,
                          lr=lr, device=device, max_seconds=max_seconds, data=None if data is None else str(data),
                          init=init, teacher=None if teacher is None else str(teacher), eval_every=eval_every,
-                         eval_data=None if eval_data is None else str(eval_data), focus=focus,
+                         eval_data=None if eval_data is None else str(eval_data), focus=focus, keep_best=keep_best,
                          export=str(export_to) if export_to else str(shipped_hypernet(str(model))) if export else None)
         return
 

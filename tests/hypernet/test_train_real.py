@@ -112,3 +112,21 @@ def test_bad_teacher_rows_and_a_mismatched_init_are_clear_errors(tiny_llama_dir,
     with pytest.raises(ReverieError, match="do not fit"):
         train_real.setup(out=str(tmp_path / "run"), model=str(tiny_llama_dir), steps=1, pool=4, docs_per_step=2,
                          data=str(data), init=str(tmp_path / "hn"))
+
+
+def test_keep_best_exports_the_weights_the_monitor_scored_best(tiny_llama_dir, data, tmp_path, tiny_recipe):
+    run, hn = tmp_path / "run", tmp_path / "hn"
+    train_real.setup(out=str(run), model=str(tiny_llama_dir), steps=4, pool=4, docs_per_step=2, data=str(data), lr=0.05,
+                     eval_data=str(data), eval_every=1, export=str(hn), keep_best=True)
+    evals = {r["step"]: r["eval"]["kl"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "eval" in r}
+    man = json.loads((hn / "manifest.json").read_text())
+    best = min(evals, key=lambda s: evals[s])
+    assert man["best_step"] == best and man["best_eval_kl"] == evals[best] and "--keep-best" in man["command"]
+    bm = BaseModel.load(tiny_llama_dir)
+    exported = load_hypernet(hn, bm).state_dict()
+    last = HyperNetwork(load_hypernet(hn, bm).cfg)
+    from safetensors.torch import load_model
+
+    load_model(last, str(run / "ckpt" / "model.safetensors"))  # the checkpoint stays the last state, to resume
+    same = all(torch.allclose(exported[k], v.half().float()) for k, v in last.state_dict().items())
+    assert same == (best == 4)

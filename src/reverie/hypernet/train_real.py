@@ -219,7 +219,7 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
           pool: int = 4000, docs_per_step: int = 16, lr: float = 3e-4, device: str = "cpu",
           max_seconds: float | None = None, export: str | None = None, data: str | None = None,
           init: str | None = None, teacher: str | None = None, eval_data: str | None = None,
-          eval_every: int | None = None, focus: float = 0.0) -> Path:
+          eval_every: int | None = None, focus: float = 0.0, keep_best: bool = False) -> Path:
     """Train (or resume) a hypernetwork for ``model`` on the training passages under ``out``.
 
     ``data``: a passages JSON-lines file (see :func:`reverie.world.passages.save_jsonl`)
@@ -230,6 +230,8 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
     ``init``: a new run starts from these weights (a run or hypernetwork folder).
     ``teacher``: teacher rows already written (JSON lines, ``.gz`` too; e.g. generated on
     a CPU ahead of a short GPU lease) instead of generating ``pool`` of them here.
+    ``keep_best``: export the weights the held-out monitor scored best (lowest KL) instead of
+    the last ones; the manifest names that step. Checkpoints stay the last state, to resume.
     ``eval_data``: held-out passages (JSON lines) for the monitor, instead of the fetched
     test split; without either, no held-out monitor."""
     from reverie.world import passages as P
@@ -257,7 +259,8 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
     batch = 128 if device != "cpu" else 16
     if teacher:
         pool_rows = read_pool(teacher)
-        rc.pool = len(pool_rows)  # the manifest records what was trained on, not the unused default
+        # The manifest records what was trained on, not the unused defaults.
+        rc.pool, rc.q_per_doc = len(pool_rows), max(len(r["qas"]) for r in pool_rows)
     else:
         passages = P.load_jsonl(data) if data else P.load("train")
         pool_rows = teacher_pool(bm, passages, rc, root / "teacher.jsonl", batch=batch)
@@ -271,10 +274,15 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
         ev_step = RealStep(bm, hyper, ev_rows, replace(rc, docs_per_step=len(ev_rows)))
         held = ev_step.data(0)  # the same held-out batch at every evaluation
 
+    best: dict = {"kl": float("inf"), "step": None, "state": None}
+
     def log_eval(batch: dict) -> None:
         hyper.eval()
-        log.write(json.dumps({"step": step, "eval": ev_step.evaluate(batch)}) + "\n")
+        ev = ev_step.evaluate(batch)
+        log.write(json.dumps({"step": step, "eval": ev}) + "\n")
         log.flush()
+        if keep_best and ev["kl"] < best["kl"]:  # a CPU copy: 4.7M parameters, cheap beside a step
+            best.update(kl=ev["kl"], step=step, state={k: v.detach().to("cpu", copy=True) for k, v in hyper.state_dict().items()})
 
     if held is not None:
         log_eval(held)
@@ -311,9 +319,13 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
         hyper.to("cpu")
         bm.model.to("cpu")
     if export:
+        if best["state"] is not None:
+            hyper.load_state_dict(best["state"])
         save_hypernet(hyper, Path(export), {
+            "best_step": best["step"], "best_eval_kl": None if best["step"] is None else best["kl"],
             "recipe": asdict(rc), "model": model, "train_wall_s": round(time.time() - t0, 1), "device": device,
             "command": f"reverie train hypernet --model {model} --out {out} --seed {seed} --steps {steps} "
                        f"--pool {pool} --docs-per-step {docs_per_step} --lr {lr:g} --focus {focus:g} --export-to {export}"
-                       + (f" --init {init}" if init else "") + (f" --teacher {teacher}" if teacher else "")})
+                       + (f" --init {init}" if init else "") + (f" --teacher {teacher}" if teacher else "")
+                       + (" --keep-best" if keep_best else "")})
     return root
