@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/reverie demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/mypy src/reverie
 
 # Debian's Chromium, for the test that opens the benchmark report in a headless browser
