@@ -4,7 +4,7 @@ questions each, the monitor of `reverie train hypernet --model smollm2`) with th
 adapter, the context-independent bias alone, the passage components alone, and each
 passage given the *next* passage's components (plus the bias).
 
-Usage: .venv/bin/python scripts/smollm2_parts.py [HYPERNET_DIR]   (CPU, ~25 minutes)
+Usage: .venv/bin/python scripts/smollm2_parts.py [HYPERNET_DIR]   (CPU, ~30 minutes)
 """
 
 import json
