@@ -12,7 +12,8 @@
 # within the machine's 30 s warm window; the second also takes the training passages,
 # train.jsonl.gz), the last carried with this one with the validation passages for the
 # monitor (val.jsonl.gz: SQuAD dev articles kept out of the training passages, never the
-# test split), both as reverie's JSON lines written by `scripts/smollm2_data.py`, and the wheels of gguf, Faker and tzdata in .whl/.
+# test split), both as reverie's JSON lines written by `scripts/smollm2_data.py`, and the
+# wheels of gguf, Faker and tzdata in .whl/.
 # The teacher answers (POOL passages, two questions each) are written once, first, and all
 # variants read them (reverie train hypernet --teacher); the Wikipedia variants read the
 # rows of SQuAD and new_wiki passages alone. Every variant exports the weights its
@@ -52,11 +53,11 @@ print('fingerprint', fingerprint(bm.model))
 if '${DEVICE:-cuda}' != 'cpu':
     bm.model.to('${DEVICE:-cuda}'); torch.set_default_device('${DEVICE:-cuda}')
 t = time.time()
-rows = teacher_pool(bm, P.load_jsonl('${TRAIN:-$PARTS/train.jsonl.gz}'), RealRecipe(seed=1, pool=${POOL:-5000}, q_per_doc=2),
-                    Path('$RUNS/teacher.jsonl'), batch=128)
+train = P.load_jsonl('${TRAIN:-$PARTS/train.jsonl.gz}')
+rows = teacher_pool(bm, train, RealRecipe(seed=1, pool=${POOL:-5000}, q_per_doc=2), Path('$RUNS/teacher.jsonl'), batch=128)
 print('teacher rows', len(rows), 'answers', sum(len(r['qas']) for r in rows), 'in', round(time.time() - t), 's')
 import json
-wiki = {p.text for p in P.load_jsonl('${TRAIN:-$PARTS/train.jsonl.gz}') if p.source in ('squad', 'new_wiki')}
+wiki = {p.text for p in train if p.source in ('squad', 'new_wiki')}  # scripts/smollm2_data.py: WIKI
 w = [r for r in rows if r['text'] in wiki]
 Path('$RUNS/teacher_wiki.jsonl').write_text(''.join(json.dumps(r) + chr(10) for r in w))
 print('wikipedia rows', len(w))

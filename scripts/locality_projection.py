@@ -43,8 +43,15 @@ with torch.no_grad():
             keys[i].append(seen[i][0, at])  # (T_answer, d_in)
 for h in hooks:
     h.remove()
-C = {i: torch.cat(v).float().T @ torch.cat(v).float() / sum(x.shape[0] for x in v) for i, v in keys.items()}  # (d_in, d_in)
-mode: dict = {"alpha": None, "which": "all"}
+K = {i: torch.cat(v).float() for i, v in keys.items()}  # (N, d_in)
+C = {i: k.T @ k / k.shape[0] for i, k in K.items()}  # (d_in, d_in)
+mode: dict = {"alpha": None, "which": "all", "M": {}}
+
+
+def shrink(alpha: float) -> dict[int, torch.Tensor]:
+    """lam (C + lam I)^-1 per layer, lam = alpha x mean(diag C): (d_in, d_in)."""
+    lam = {i: alpha * c.diagonal().mean() for i, c in C.items()}
+    return {i: lam[i] * torch.linalg.inv(c + lam[i] * torch.eye(c.shape[0])) for i, c in C.items()}
 plain = inj.inject_many
 
 
@@ -62,8 +69,7 @@ def projected(texts, queries=None):
             rows = {"all": range(R), "docs": range(R - rb), "bias": range(R - rb, R)}[mode["which"]]
             idx = torch.tensor(list(rows))
             for i in range(A.shape[0]):
-                lam = mode["alpha"] * C[i].diagonal().mean()
-                A[i, idx] = A[i, idx] @ (lam * torch.linalg.inv(C[i] + lam * torch.eye(C[i].shape[0])))
+                A[i, idx] = A[i, idx] @ mode["M"][i]
             f[t] = (A.to(ad.factors[t][0].dtype), B)
         out.append(Adapter(f, ad.scale, ad.layer_prefix, ad.meta))
     return out
@@ -73,6 +79,7 @@ inj.inject_many = projected
 for spec in sys.argv[1:]:
     alpha, which, held_from, base_from = spec.split(":")
     mode.update(alpha=None if alpha == "none" else float(alpha), which=which)
+    mode["M"] = {} if mode["alpha"] is None else shrink(mode["alpha"])
     t0 = time.time()
     r = bench_qa.run(bm, inj, seed=0, n_people=200, n_cd=0, held_out_from=int(held_from), base_from=int(base_from))
     keep = ("acc_inject", "relative_qa", "generalization", "locality", "locality_base", "locality_unknown")

@@ -18,6 +18,8 @@ from pathlib import Path
 from reverie.world import passages as P
 
 POOL = 5000
+WIKI = ("squad", "new_wiki")
+"""The Wikipedia sources of the training split."""
 
 
 def validation_titles(train: list[P.Passage]) -> list[str]:
@@ -31,8 +33,8 @@ def val_and_pool(seed: int = 0) -> tuple[list[P.Passage], list[P.Passage]]:
     r = random.Random(seed)
     val = r.sample([p for p in train if p.source == "squad" and p.title in vt], 48)
     rest = [p for p in train if not (p.source == "squad" and p.title in vt)]
-    wiki = [p for p in rest if p.source in ("squad", "new_wiki")]
-    pool = wiki + r.sample([p for p in rest if p not in wiki], POOL - len(wiki))
+    wiki = [p for p in rest if p.source in WIKI]
+    pool = wiki + r.sample([p for p in rest if p.source not in WIKI], POOL - len(wiki))
     r.shuffle(pool)
     return val, pool
 
@@ -50,4 +52,4 @@ if __name__ == "__main__":
     Path(".gpuinit").mkdir(exist_ok=True)
     _write_gz(val, Path(".gpuinit/val.jsonl.gz"))
     _write_gz(pool, Path(".gpuinit/train.jsonl.gz"))
-    print(f"validation {len(val)} passages, pool {len(pool)} ({sum(p.source in ('squad', 'new_wiki') for p in pool)} Wikipedia)")
+    print(f"validation {len(val)} passages, pool {len(pool)} ({sum(p.source in WIKI for p in pool)} Wikipedia)")

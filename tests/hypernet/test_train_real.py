@@ -123,10 +123,11 @@ def test_keep_best_exports_the_weights_the_monitor_scored_best(tiny_llama_dir, d
     best = min(evals, key=lambda s: evals[s])
     assert man["best_step"] == best and man["best_eval_kl"] == evals[best] and "--keep-best" in man["command"]
     bm = BaseModel.load(tiny_llama_dir)
-    exported = load_hypernet(hn, bm).state_dict()
-    last = HyperNetwork(load_hypernet(hn, bm).cfg)
+    exported = load_hypernet(hn, bm)
+    last = HyperNetwork(exported.cfg)
     from safetensors.torch import load_model
 
     load_model(last, str(run / "ckpt" / "model.safetensors"))  # the checkpoint stays the last state, to resume
-    same = all(torch.allclose(exported[k], v.half().float()) for k, v in last.state_dict().items())
+    weights = exported.state_dict()
+    same = all(torch.allclose(weights[k], v.half().float()) for k, v in last.state_dict().items())
     assert same == (best == 4)
