@@ -20,7 +20,7 @@ from reverie.eval.metrics import abstain_rate
 from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
 from reverie.utils import progress
-from reverie.world import World, WorldConfig
+from reverie.world import QA, World, WorldConfig
 
 
 def retrieve(questions: list[str], store: list[str]) -> list[str]:
@@ -51,6 +51,17 @@ def forward_time(bm: BaseModel, text: str, reps: int = 5) -> float:
         for _ in range(reps):
             bm.model(ids, output_hidden_states=True)
     return (time.perf_counter() - t0) / reps
+
+
+def locality_set(world: World, n_people: int, seed: int, held_out_from: int = 0,
+                 base_from: int = 0) -> tuple[list[QA], dict[str, str]]:
+    """The locality prompts of :func:`run`: one question about each of ``n_people`` base people
+    and ``n_people`` strangers (held-out people never injected), and for each prompt's person
+    the name of the benchmark person whose adapter it is asked under (fixed by position)."""
+    people = world.held_out[held_out_from : held_out_from + n_people]
+    strangers = world.held_out[held_out_from + n_people : held_out_from + 2 * n_people]
+    other = sample_questions(world, world.base[base_from : base_from + n_people] + strangers, 1, seed)
+    return other, {q.person: people[i % n_people].name for i, q in enumerate(other)}
 
 
 def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 60,
@@ -95,10 +106,9 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
         bar.advance(task)
         # Locality of one injection: questions about *other* people (base population and
         # other held-out people) must get the same greedy answer as without the adapter.
-        strangers = world.held_out[held_out_from + n_people : held_out_from + 2 * n_people]
-        other = sample_questions(world, world.base[base_from : base_from + n_people] + strangers, 1, seed)
+        other, injected = locality_set(world, n_people, seed, held_out_from, base_from)
         plain = ask(bm, other)
-        shifted = {q.person: adapters[people[i % n_people].name] for i, q in enumerate(other)}
+        shifted = {q.person: adapters[injected[q.person]] for q in other}
         changed = ask_injected(bm, other, shifted)
         same = [a == b for a, b in zip(plain, changed, strict=True)]
         out["locality"] = round(sum(same) / len(other), 4)
