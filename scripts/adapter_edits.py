@@ -7,6 +7,8 @@ SPEC is `none`, or edits joined by `+`:
 - `zero:PART:LAYER`       zero PART (`docs`: the document ranks, `bias`: the context-independent
                           bias ranks) at one layer;
 - `scale:PART:X[:LAYER]`  multiply PART by X, at one layer or at all;
+- `svd:PART:K`            keep the best rank-K approximation, per layer, of the document ranks
+                          (`docs`) or of the whole delta (`all`: document and bias ranks together);
 - `soup:DIR,DIR,...`      average the hypernetworks in those exported folders weight by weight
                           (with the shipped one or MODEL's) before injecting.
 Environment: SEEDS (default 0,1,2), N_PEOPLE (200), SLICE=HELD_OUT_FROM:BASE_FROM (bench qa's
@@ -42,12 +44,15 @@ held_from, base_from = (int(x) for x in os.environ.get("SLICE", "0:0").split(":"
 
 
 def edited(ad: Adapter, edits: list[list[str]]) -> Adapter:
-    """``ad`` with its document and bias ranks scaled or zeroed as ``edits`` say."""
+    """``ad`` with its document and bias ranks truncated, scaled or zeroed as ``edits`` say."""
     docs, bias = ad.parts()
     assert bias is not None, "this hypernetwork has no bias ranks"
     parts = {"docs": {t: [A, B.clone()] for t, (A, B) in docs.items()},
              "bias": {t: [A, B.clone()] for t, (A, B) in bias.items()}}
-    for e in edits:
+    svds = [e for e in edits if e[0] == "svd"]
+    for e in (e for e in svds if e[1] == "docs"):
+        parts["docs"] = {t: list(truncated(A, B, int(e[2]))) for t, (A, B) in parts["docs"].items()}
+    for e in (e for e in edits if e[0] != "svd"):
         kind, part = e[0], e[1]
         x = 0.0 if kind == "zero" else float(e[2])
         layer = e[2] if kind == "zero" else (e[3] if len(e) > 3 else None)
@@ -59,7 +64,15 @@ def edited(ad: Adapter, edits: list[list[str]]) -> Adapter:
     f = {t: (torch.cat([parts["docs"][t][0], parts["bias"][t][0]], 1),  # (L, r + rb, d_in)
              torch.cat([parts["docs"][t][1], parts["bias"][t][1]], 2))  # (L, d_out, r + rb)
          for t in docs}
+    for e in (e for e in svds if e[1] == "all"):
+        f = {t: truncated(A, B, int(e[2])) for t, (A, B) in f.items()}
     return Adapter(f, 1.0, ad.layer_prefix)
+
+
+def truncated(A: torch.Tensor, B: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best rank-k approximation of B @ A per layer, as factors (A (L, k, d_in), B (L, d_out, k))."""
+    U, S, Vh = torch.linalg.svd(B @ A, full_matrices=False)  # (L, d_out, m), (L, m), (L, m, d_in)
+    return Vh[:, :k], U[:, :, :k] * S[:, None, :k]
 
 
 for spec in sys.argv[1:] or ["none"]:
