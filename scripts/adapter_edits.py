@@ -26,8 +26,8 @@ from collections import defaultdict
 
 import torch
 
-from reverie.eval.bench_qa import locality_set
-from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
+from reverie.eval.bench_qa import injected_set, locality_set
+from reverie.eval.qa import ask, ask_injected, score
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.store import load_hypernet
 from reverie.learner import Learner
@@ -75,6 +75,14 @@ def truncated(A: torch.Tensor, B: torch.Tensor, k: int) -> tuple[torch.Tensor, t
     return Vh[:, :k], U[:, :, :k] * S[:, None, :k]
 
 
+# What the specs share, per seed: the benchmark's documents and questions, its locality
+# pairs and the base model's own answers to them.
+fixed = {}
+for seed in seeds:
+    docs, qas, held = injected_set(world, n, seed, held_from)
+    other, injected = locality_set(world, n, seed, held_from, base_from)
+    fixed[seed] = (docs, qas, held, other, injected, ask(bm, other))
+
 for spec in sys.argv[1:] or ["none"]:
     t0 = time.time()
     edits = [] if spec == "none" else [e.split(":") for e in spec.split("+")]
@@ -89,15 +97,11 @@ for spec in sys.argv[1:] or ["none"]:
     out: dict = {"spec": spec, "n_people": n, "slice": f"{held_from}:{base_from}"}
     flips = 0
     for seed in seeds:
-        people = world.held_out[held_from : held_from + n]
-        docs = documents(world, people, seed)
-        qas = sample_questions(world, people, 6, seed)
-        held = sample_questions(world, people, 6, seed, heldout=True)
+        docs, qas, held, other, injected, plain = fixed[seed]
         adapters = {k: edited(a, edits) for k, a in zip(docs, inj.inject_many(list(docs.values())), strict=True)}
         got = ask_injected(bm, held, adapters)
-        other, injected = locality_set(world, n, seed, held_from, base_from)
         changed = ask_injected(bm, other, {q.person: adapters[injected[q.person]] for q in other})
-        k = sum(a != b for a, b in zip(ask(bm, other), changed, strict=True))
+        k = sum(a != b for a, b in zip(plain, changed, strict=True))
         flips += k
         out[f"seed{seed}"] = {"acc_inject": round(score(ask_injected(bm, qas, adapters), qas).acc, 4),
                               "generalization": round(score(got, held).acc, 4),

@@ -8,11 +8,13 @@ answers that change from the base model's under
 - the whole adapter (what `bench qa` reports as locality),
 - its context-independent bias ranks alone,
 - its document ranks alone (the bias left out).
-Each flip of the whole adapter is listed with the injected person, the logit shift of the
-first token of the base answer and of the adapted answer, and the base model's margin on its own answer (the
-least gap, over the answer's tokens, between the answer token's logit and the best other) and what the answer became: "I don't know", the injected
-person's own value for that attribute, or another value. The share of all locality prompts
-with a margin under 2 logits is printed too: those are the answers a small change can tip.
+Each flip of the whole adapter is listed with the injected person; what the answer became
+("I don't know", the injected person's own value for that attribute, or another value); the
+base model's margin on its own answer (the least gap, over the answer's tokens, between the
+answer token's logit and the best other); and how the adapter shifts the logit of the first
+token of the base answer and of the adapted answer. The counts of locality prompts with a
+margin under 2 and under 0.5 logits are printed too: those are the answers a small change
+can tip.
 
 The slice options are bench qa's `--held-out-from` and `--base-from`. MODEL=DIR measures another
 base model and the hypernetwork exported beside it (as `reverie bench qa --model DIR`).
@@ -26,9 +28,9 @@ from collections import Counter
 
 import torch
 
-from reverie.eval.bench_qa import locality_set
+from reverie.eval.bench_qa import injected_set, locality_set
 from reverie.eval.metrics import abstains
-from reverie.eval.qa import ask, ask_injected, documents
+from reverie.eval.qa import ask, ask_injected
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.lora import applied
 from reverie.learner import Learner
@@ -71,8 +73,7 @@ def docs_only(ad: Adapter) -> Adapter:
 
 for arg in sys.argv[1:] or ["0:60"]:
     seed, n, held_from, base_from = ([int(x) for x in arg.split(":")] + [0, 0])[:4]
-    people = world.held_out[held_from : held_from + n]
-    docs = documents(world, people, seed)
+    docs = injected_set(world, n, seed, held_from)[0]
     adapters = dict(zip(docs, inj.inject_many(list(docs.values())), strict=True))
     other, injected = locality_set(world, n, seed, held_from, base_from)
     plain = ask(bm, other)

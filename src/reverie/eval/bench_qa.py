@@ -53,6 +53,16 @@ def forward_time(bm: BaseModel, text: str, reps: int = 5) -> float:
     return (time.perf_counter() - t0) / reps
 
 
+def injected_set(world: World, n_people: int, seed: int,
+                 held_out_from: int = 0) -> tuple[dict[str, str], list[QA], list[QA]]:
+    """What :func:`run` injects and asks: one document per held-out person (from
+    ``held_out_from``), six questions each in the training templates, and six in the held-out
+    templates (``generalization``)."""
+    people = world.held_out[held_out_from : held_out_from + n_people]
+    return (documents(world, people, seed), sample_questions(world, people, 6, seed),
+            sample_questions(world, people, 6, seed, heldout=True))
+
+
 def locality_set(world: World, n_people: int, seed: int, held_out_from: int = 0,
                  base_from: int = 0) -> tuple[list[QA], dict[str, str]]:
     """The locality prompts of :func:`run`: one question about each of ``n_people`` base people
@@ -78,9 +88,7 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
         raise InputError(f"--base-from {base_from} with --n-people {n_people} needs base people "
                          f"{base_from}..{base_from + n_people - 1}; the world has {len(world.base)}")
     people = world.held_out[held_out_from : held_out_from + n_people]
-    docs = documents(world, people, seed)
-    qas = sample_questions(world, people, 6, seed)
-    held = sample_questions(world, people, 6, seed, heldout=True)
+    docs, qas, held = injected_set(world, n_people, seed, held_out_from)
     out: dict[str, Any] = {"n_people": n_people, "n_questions": len(qas)}
     if held_out_from or base_from:
         out |= {"held_out_from": held_out_from, "base_from": base_from}
