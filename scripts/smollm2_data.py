@@ -3,21 +3,24 @@
 - validation: 48 passages of the SQuAD dev articles that hash into the validation group
   (3 of the 35 training articles); those articles are kept out of the pool. The monitor
   picks its best step on these, never on the test split that `reverie bench qa` uses.
-- pool: every other Wikipedia passage (SQuAD dev, new_wiki) and NYT, Reddit and Amazon
-  passages up to 5000 in all.
+- pool: every other passage: Wikipedia (SQuAD dev, new_wiki), NYT, Reddit and Amazon (about
+  9 100; the third lease took the Wikipedia ones and NYT, Reddit and Amazon ones up to 5000,
+  `POOL=5000`).
 
 Usage: .venv/bin/python scripts/smollm2_data.py  (writes .gpuinit/train.jsonl.gz, .gpuinit/val.jsonl.gz)
 """
 
 import gzip
 import hashlib
+import os
 import random
 import shutil
 from pathlib import Path
 
 from reverie.world import passages as P
 
-POOL = 5000
+POOL = int(os.environ.get("POOL", 0)) or None
+"""Passages in the pool (all by default)."""
 WIKI = ("squad", "new_wiki")
 """The Wikipedia sources of the training split."""
 
@@ -34,7 +37,8 @@ def val_and_pool(seed: int = 0) -> tuple[list[P.Passage], list[P.Passage]]:
     val = r.sample([p for p in train if p.source == "squad" and p.title in vt], 48)
     rest = [p for p in train if not (p.source == "squad" and p.title in vt)]
     wiki = [p for p in rest if p.source in WIKI]
-    pool = wiki + r.sample([p for p in rest if p.source not in WIKI], POOL - len(wiki))
+    other = [p for p in rest if p.source not in WIKI]
+    pool = wiki + r.sample(other, len(other) if POOL is None else POOL - len(wiki))
     r.shuffle(pool)
     return val, pool
 

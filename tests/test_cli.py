@@ -32,6 +32,15 @@ def test_counts_and_shares_out_of_range_are_refused_before_any_work(argv):
     assert r.exit_code == 2 and "Invalid value for" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--keep-best", "--pool", "10"], "--pool, --keep-best: only for the real-model recipe"),
+    (["--model", "smollm2", "--local-own", "--group-sizes", "1,2"], "--group-sizes, --local-own: only for the embedded model"),
+])
+def test_options_of_the_other_training_recipe_are_refused_not_ignored(argv, named):
+    r = runner.invoke(app, ["train", "hypernet", *argv])
+    assert r.exit_code == 1 and named in r.output and "Traceback" not in r.output
+
+
 def test_missing_model_is_one_clear_line(tmp_path):
     r = runner.invoke(app, ["eval", "base", "--model", str(tmp_path / "nope")])
     assert r.exit_code == 1
@@ -71,3 +80,21 @@ def test_inject_without_hypernetwork_is_one_clear_line(tiny_llama_dir, tmp_path)
     doc.write_text("Ada Lovelace was born in London.")
     r = runner.invoke(app, ["inject", str(doc), "--save", str(tmp_path / "ad"), "--model", str(tiny_llama_dir)])
     assert r.exit_code == 1 and "no hypernetwork" in r.output
+
+
+def test_bench_qa_measures_a_candidate_hypernetwork(tiny_llama_dir, tmp_path):
+    import json
+
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.model import HyperNetwork
+    from reverie.hypernet.store import build_config, save_hypernet
+
+    bm = BaseModel.load(tiny_llama_dir)
+    save_hypernet(HyperNetwork(build_config(bm, 2, ("mlp.down_proj",), latent_dim=16, n_blocks=1)), tmp_path / "cand", {})
+    r = runner.invoke(app, ["bench", "qa", "--model", str(tiny_llama_dir), "--hypernet", str(tmp_path / "cand"),
+                            "--n-people", "2", "--n-cd", "0", "--json", "--results", str(tmp_path / "res")])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["hypernet"] == str(tmp_path / "cand") and out["locality"] == 1.0  # a fresh hypernetwork changes nothing
+    r = runner.invoke(app, ["bench", "qa", "--model", str(tiny_llama_dir), "--hypernet", str(tmp_path / "none")])
+    assert r.exit_code == 1 and "no hypernetwork" in r.output and "Traceback" not in r.output

@@ -159,7 +159,19 @@ def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True,
     if not create and not (p / "memory.json").is_file():
         raise ReverieError(f"no memory at {p} (create one with `reverie consolidate FILE --memory {p}`)")
     bm = BaseModel.load(model)
-    return bm, Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, ["mlp.down_proj"]), strategy, readonly=readonly)
+    return bm, Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, hypernet_targets(model)), strategy,
+                      readonly=readonly)
+
+
+def hypernet_targets(model: Path | None) -> list[str]:
+    """The modules the model's own hypernetwork writes (from its manifest, without loading
+    it): what a new memory holds totals for. mlp.down_proj where no manifest names them."""
+    from reverie.learner import hypernet_dir
+
+    try:
+        return list(json.loads((hypernet_dir(model) / "manifest.json").read_text())["config"]["targets"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ["mlp.down_proj"]
 
 
 @app.command()

@@ -64,6 +64,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                    local_bias: Annotated[float, typer.Option(min=0.0, help="Weight of the locality term on questions about others with the context-independent bias adapter alone (0 = off).")] = 0.0,
                    bias_fade: Annotated[int, typer.Option(min=0, help="Fade the context-independent bias adapter out over this many steps (zero from then on), so the documents' own components carry the switch to answering (0 = keep it).")] = 0,
                    rank: Annotated[int, typer.Option(min=1, help="LoRA rank emitted per document; above --init's rank it grows that hypernetwork (new components: fresh latents, 0.3 x the old scalers).")] = 8,
+                   targets: Annotated[str, typer.Option(help="Comma-separated Linear modules inside each layer that the adapters write, e.g. mlp.down_proj,self_attn.o_proj (a new run; --init must have the same).")] = "mlp.down_proj",
                    device: Annotated[str, typer.Option(help="Torch device to train on (cpu, cuda).")] = "cpu",
                    max_seconds: Annotated[float | None, typer.Option(help="Fit the step count to this wall-clock budget (measured over the first 50 steps).")] = None,
                    eval_every: Annotated[int | None, typer.Option(min=1, help="Steps between monitoring evaluations (default 400; real models: 50, on held-out passages).")] = None,
@@ -82,7 +83,23 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
     from reverie.base.real import NAMED, shipped_hypernet
     from reverie.hypernet.train import setup
 
-    if model is not None and str(model) in NAMED:
+    names = tuple(t.strip() for t in targets.split(",") if t.strip())
+    real = model is not None and str(model) in NAMED
+    # Each recipe has options the other does not read: given to the wrong one, they would be
+    # silently ignored, so they are refused instead.
+    world_only = {"--group-sizes": group_sizes != "1", "--shared": shared != 0.0, "--local": local != 1.0,
+                  "--p-needle": p_needle != 0.0, "--p-paraphrase": p_paraphrase != 0.0, "--local-own": local_own,
+                  "--local-margin": local_margin != 0.0, "--n-local": n_local != 4, "--local-mine": local_mine != 0,
+                  "--mine-keep": mine_keep != 2, "--mine-strangers": mine_strangers, "--local-bias": local_bias != 0.0,
+                  "--bias-fade": bias_fade != 0}
+    real_only = {"--pool": pool != 4000, "--data": data is not None, "--teacher": teacher is not None,
+                 "--focus": focus != 0.0, "--eval-data": eval_data is not None, "--keep-best": keep_best,
+                 "--export-to": export_to is not None}
+    wrong = [k for k, given in (world_only if real else real_only).items() if given]
+    if wrong:
+        raise ReverieError(f"{', '.join(wrong)}: only for the {'embedded model' if real else 'real-model'} recipe "
+                           f"(this run: {'--model ' + str(model) if real else 'the embedded world model'})")
+    if real:
         from reverie.hypernet import train_real
 
         out = str(out_dir) if out_dir != Path("runs/hypernet") else f"runs/hypernet_{model}"
@@ -90,6 +107,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
                          lr=lr, device=device, max_seconds=max_seconds, data=None if data is None else str(data),
                          init=init, teacher=None if teacher is None else str(teacher), eval_every=eval_every,
                          eval_data=None if eval_data is None else str(eval_data), focus=focus, keep_best=keep_best,
+                         rank=rank, targets=names,
                          export=str(export_to) if export_to else str(shipped_hypernet(str(model))) if export else None)
         return
 
@@ -102,7 +120,7 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
           device=device, max_seconds=max_seconds, eval_every=eval_every, p_needle=p_needle, local_own=local_own,
           p_paraphrase=p_paraphrase, local_margin=local_margin, n_local=n_local,
           local_mine=local_mine, mine_keep=mine_keep, mine_strangers=mine_strangers, rank=rank,
-          local_bias=local_bias, bias_fade=bias_fade)
+          local_bias=local_bias, bias_fade=bias_fade, targets=names)
 
 
 @train_app.command("policy")
@@ -163,6 +181,7 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
              cd_steps: Annotated[int, typer.Option(min=1, help="AdamW steps per distilled document.")] = 300,
              held_out_from: Annotated[int, typer.Option(min=0, help="First held-out person (injected people, then as many strangers for locality); 0 = the benchmark's own.")] = 0,
              base_from: Annotated[int, typer.Option(min=0, help="First base-population person asked about for locality; 0 = the benchmark's own.")] = 0,
+             hypernet: Annotated[Path | None, typer.Option(help="A hypernetwork folder to measure (e.g. a candidate from a training run's export) instead of the model's own.")] = None,
              results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
     """QA after injection vs no context, full context, BM25 retrieval and gradient distillation.
 
@@ -177,7 +196,7 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
     from reverie.learner import Learner
 
     t0 = time.time()
-    learner = Learner.load(model)
+    learner = Learner.load(model, hypernet=hypernet)
     if model is not None and str(model) in NAMED:
         # A real model reads real passages: --n-people counts held-out passages (2 questions each).
         if held_out_from or base_from:
@@ -188,7 +207,7 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
         r = bench_real.run(learner.bm, learner.injector, seed=seed, n_passages=n_people,  # type: ignore[arg-type]
                            n_cd=min(n_cd, 5), cd_steps=cd_steps,
                            partial=lambda o: res.write(f"{name}.partial", res.stamp(dict(o), seed, str(model), t0), results))
-        r = res.stamp(r, seed, str(model), t0)
+        r = res.stamp(r, seed, str(model), t0) | ({"hypernet": str(hypernet)} if hypernet else {})
         res.write(name, r, results, f"QA after injection: {model} on held-out passages")
         for suffix in (".json", ".md"):
             (results / f"{name}.partial{suffix}").unlink(missing_ok=True)
@@ -196,7 +215,7 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
         return
     r = bench_qa.run(learner.bm, learner.injector, seed=seed, n_people=n_people, n_cd=n_cd, cd_steps=cd_steps,  # type: ignore[arg-type]
                      held_out_from=held_out_from, base_from=base_from)
-    r = res.stamp(r, seed, learner.bm.path, t0)
+    r = res.stamp(r, seed, learner.bm.path, t0) | ({"hypernet": str(hypernet)} if hypernet else {})
     res.write("bench_qa", r, results, "QA after injection")
     emit(r, as_json, "QA after injection")
 

@@ -336,3 +336,49 @@ def test_bias_fade_scales_the_bias_down_to_zero_and_ships_it_at_zero(tiny_llama_
     assert all(v.abs().max() == 0 for k, v in shipped.items() if k.startswith("bias_b"))
     man = json.loads((base / "hypernet/manifest.json").read_text())
     assert man["recipe"]["bias_fade"] == 2 and "--bias-fade 2" in man["command"]
+
+
+def test_targets_are_configurable_end_to_end(tiny_llama_dir, tmp_path, small_recipe):
+    """--targets: a hypernetwork writing two modules per layer trains, resumes only with the
+    same shape, injects adapters for both (peft format), and a new memory holds both totals."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from reverie.cli import app
+    from reverie.errors import ReverieError
+    from reverie.hypernet.adapter import Adapter
+    from reverie.learner import Learner
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama_dir, base)
+    two = ("mlp.down_proj", "self_attn.o_proj")
+    train.setup(out=str(tmp_path / "run"), base=str(base), steps=2, docs_per_step=2, lr=1e-2, targets=two, export=True)
+    man = json.loads((base / "hypernet/manifest.json").read_text())
+    assert sorted(man["config"]["targets"]) == sorted(two) and "--targets mlp.down_proj,self_attn.o_proj" in man["command"]
+    with pytest.raises(ReverieError, match="another shape: targets"):
+        train.setup(out=str(tmp_path / "run"), base=str(base), steps=3, docs_per_step=2)
+    with pytest.raises(ReverieError, match="not a Linear module.*self_attn.q_proj"):
+        train.setup(out=str(tmp_path / "x"), base=str(base), steps=1, targets=("mlp.nothing",))
+    with pytest.raises(ReverieError, match="do not fit"):  # an init of another shape
+        train.setup(out=str(tmp_path / "y"), base=str(base), steps=1, init=str(base / "hypernet"))
+
+    learner = Learner.load(base)
+    ad = learner.inject("Ann Lee was born in Paris. She works for Acme.")
+    assert set(ad.factors) == set(two) and all(float(B.abs().sum()) > 0 for _, B in ad.factors.values())
+    saved = Adapter.load(ad.save(tmp_path / "ad"))
+    assert set(saved.factors) == set(two)
+    assert set(json.loads((tmp_path / "ad/adapter_config.json").read_text())["target_modules"]) == {"down_proj", "o_proj"}
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Ann Lee was born in Paris.")
+    r = CliRunner().invoke(app, ["read", str(doc), "--memory", str(tmp_path / "mem"), "--model", str(base), "--json"])
+    assert r.exit_code == 0, r.output
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.model import fingerprint
+    from reverie.memory import Memory, memory_targets
+
+    bm = BaseModel.load(str(base))
+    with Memory(tmp_path / "mem", fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, ["mlp.down_proj"]),
+                readonly=True) as mem:
+        assert set(mem.total) == set(two)  # created with the hypernetwork's targets, whatever the caller passes now

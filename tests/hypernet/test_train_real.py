@@ -31,7 +31,9 @@ def passages(world):
 def tiny_recipe(monkeypatch):
     """Every recipe the real-passage setup builds is shrunk to test size (and checkpoints each step)."""
     orig = train_real.RealRecipe
-    monkeypatch.setattr(train_real, "RealRecipe", lambda **k: orig(**k, latent_dim=32, n_blocks=1, rank=4, ckpt_every=1))
+    # Tiny ranks: setup's default 8 becomes 4.
+    monkeypatch.setattr(train_real, "RealRecipe", lambda **k: orig(**{**k, "rank": k.get("rank", 8) // 2}, latent_dim=32,
+                                                                   n_blocks=1, ckpt_every=1))
 
 
 @pytest.fixture()
@@ -75,6 +77,13 @@ def test_setup_resumes_and_exports(tiny_llama_dir, data, tmp_path, tiny_recipe):
     assert [r["step"] for r in log if "loss" in r] == [2, 3]  # resumed, not restarted
     hyper = load_hypernet(tmp_path / "hn", BaseModel.load(base))
     assert hyper.cfg.rank == 4
+    # Rank and targets are the recipe's to choose, and the exported command replays them.
+    train_real.setup(out=str(tmp_path / "run2"), model=str(base), steps=1, pool=4, docs_per_step=2, data=str(data),
+                     rank=12, targets=("mlp.down_proj", "mlp.up_proj"), export=str(tmp_path / "hn2"))
+    hyper = load_hypernet(tmp_path / "hn2", BaseModel.load(base))
+    assert hyper.cfg.rank == 6 and hyper.cfg.lora_alpha == 6.0 and set(hyper.cfg.targets) == {"mlp.down_proj", "mlp.up_proj"}
+    man = json.loads((tmp_path / "hn2/manifest.json").read_text())
+    assert "--rank 12 --targets mlp.down_proj,mlp.up_proj" in man["command"]
 
 
 def test_a_warm_start_from_written_teacher_rows_logs_held_out_figures(tiny_llama_dir, data, tmp_path, tiny_recipe):
@@ -131,3 +140,12 @@ def test_keep_best_exports_the_weights_the_monitor_scored_best(tiny_llama_dir, d
     weights = exported.state_dict()
     same = all(torch.allclose(weights[k], v.half().float()) for k, v in last.state_dict().items())
     assert same == (best == 4)
+
+
+def test_teacher_answers_stop_at_their_time_budget_with_whole_passages(tiny_llama_dir, passages, tmp_path):
+    bm = BaseModel.load(tiny_llama_dir)
+    rc = train_real.RealRecipe(pool=6, q_per_doc=2)
+    rows = train_real.teacher_pool(bm, passages, rc, tmp_path / "t.jsonl", batch=3, max_seconds=0.0)
+    # One batch of 3 answers, then the budget is spent: the first passage whole, not the second's half.
+    full = train_real.teacher_pool(bm, passages, rc, tmp_path / "all.jsonl", batch=3)
+    assert len(full) == 6 and rows == full[:1]

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, load_model, save_model
 
 from reverie.base.model import BaseModel
 from reverie.errors import ModelLoadError, ReverieError
-from reverie.hypernet.lora import target_dims
+from reverie.hypernet.lora import layers_of, target_dims
 from reverie.hypernet.model import HyperConfig, HyperNetwork, fingerprint
 from reverie.utils import atomic_write_text, load_train_state, read_state, sha256_file
 
@@ -22,12 +22,24 @@ WEIGHTS = "hypernet.safetensors"
 
 
 def build_config(bm: BaseModel, rank: int, targets: tuple[str, ...], **kw) -> HyperConfig:
-    """A hypernetwork config shaped for the base model ``bm``."""
-    return HyperConfig(
-        n_layers=bm.n_layers, d_model=int(bm.config.hidden_size),
-        targets={t: target_dims(bm.model, t) for t in targets}, rank=rank,
-        base_fingerprint=fingerprint(bm.model), **kw,
-    )
+    """A hypernetwork config shaped for the base model ``bm``; a target that is not a Linear
+    module of every layer is a clear error naming the ones that are."""
+    dims = {}
+    for t in targets:
+        try:
+            dims[t] = target_dims(bm.model, t)
+        except (AttributeError, ValueError):
+            raise ReverieError(f"target {t!r} is not a Linear module of the model's layers "
+                               f"(these are: {', '.join(linear_targets(bm))})") from None
+    if not dims:
+        raise ReverieError("no target modules given (e.g. mlp.down_proj)")
+    return HyperConfig(n_layers=bm.n_layers, d_model=int(bm.config.hidden_size), targets=dims, rank=rank,
+                       base_fingerprint=fingerprint(bm.model), **kw)
+
+
+def linear_targets(bm: BaseModel) -> list[str]:
+    """Names of the Linear modules inside a layer (what ``--targets`` may name)."""
+    return [n for n, m in layers_of(bm.model)[0].named_modules() if isinstance(m, torch.nn.Linear)]
 
 
 def save_hypernet(hyper: HyperNetwork, dest: Path, manifest: dict) -> Path:
@@ -97,6 +109,13 @@ def resume_or_init(ck: Path, hyper: HyperNetwork, opt: torch.optim.Optimizer, in
         return 0, 0.0
     if state["fingerprint"] != hyper.cfg.base_fingerprint:
         raise ReverieError(f"checkpoint in {ck} was trained on another base model; use another --out")
+    if "config" in state:
+        old = HyperConfig.from_json(state["config"])
+        diff = [f"{k} {getattr(old, k)} (now {getattr(hyper.cfg, k)})" for k in ("targets", "rank", "latent_dim", "n_blocks")
+                if getattr(old, k) != getattr(hyper.cfg, k)]
+        if diff:
+            raise ReverieError(f"checkpoint in {ck} has another shape: {'; '.join(diff)}; "
+                               "rerun with its options or use another --out")
     load_train_state(ck, hyper, opt)
     return state["step"], state["elapsed"]
 

@@ -471,7 +471,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
           eval_every: int | None = None, local: float = 1.0, p_needle: float = 0.0, local_own: bool = False,
           p_paraphrase: float = 0.0, local_margin: float = 0.0, n_local: int = 4,
           local_mine: int = 0, mine_keep: int = 2, mine_strangers: bool = False, rank: int = 8,
-          local_bias: float = 0.0, bias_fade: int = 0) -> Path:
+          local_bias: float = 0.0, bias_fade: int = 0, targets: tuple[str, ...] = ("mlp.down_proj",)) -> Path:
     """Train (or resume) the hypernetwork under ``out``; with ``export``, ship it beside the base.
 
     A later stage starts from another run's weights (``init``: a run folder or a shipped
@@ -482,7 +482,8 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     weights load on the CPU as usual). ``max_seconds`` fits the step count to a wall-clock
     budget: after the first ``CALIBRATE`` steps (inside warm-up, which does not depend on
     the length) it sets ``steps`` from the measured time per step, so the cosine schedule
-    still ends at the last step. ``rank`` above ``init``'s grows it (see :func:`reverie.hypernet.store.grown`)."""
+    still ends at the last step. ``rank`` above ``init``'s grows it (see :func:`reverie.hypernet.store.grown`).
+    ``targets``: the modules inside each layer that the adapters write (``init`` must have the same)."""
     dist = int(os.environ.get("WORLD_SIZE", "1")) > 1
     lora_rank, rank = rank, 0
     if dist:
@@ -494,7 +495,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
     rc = HyperRecipe(seed=seed, steps=steps, docs_per_step=docs_per_step, lr=lr, group_sizes=tuple(group_sizes), shared=shared,
                      local=local, p_needle=p_needle, local_own=local_own, p_paraphrase=p_paraphrase, local_margin=local_margin,
                      n_local=n_local, local_mine=local_mine, mine_keep=mine_keep, mine_strangers=mine_strangers,
-                     rank=lora_rank, local_bias=local_bias, bias_fade=bias_fade)
+                     rank=lora_rank, local_bias=local_bias, bias_fade=bias_fade, targets=tuple(targets))
     if eval_every is not None:
         rc.eval_every = eval_every
     bm = BaseModel.load(base)
@@ -574,6 +575,7 @@ def setup(out: str = "runs/hypernet", base: str | None = None, seed: int = 0, st
         stage += f" --rank {lora_rank}" if lora_rank != 8 else ""
         stage += f" --local-bias {local_bias:g}" if local_bias else ""
         stage += f" --bias-fade {bias_fade}" if bias_fade else ""
+        stage += f" --targets {','.join(targets)}" if tuple(targets) != ("mlp.down_proj",) else ""
         command = f"reverie train hypernet --out {out} --seed {seed} --steps {rc.steps}{stage} --export"
         save_hypernet(hyper, dest, {"recipe": asdict(rc), "train_wall_s": round(time.time() - t0, 1), "init": init,
                                     "command": command, "stages": manifest_stages(init) + [command]})

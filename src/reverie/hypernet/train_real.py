@@ -101,9 +101,12 @@ def read_pool(path: str | Path) -> list[dict]:
 
 
 def teacher_pool(bm: BaseModel, passages: list[Passage], rc: RealRecipe, path: Path,
-                 batch: int = 32, n: int | None = None, q_per_doc: int | None = None) -> list[dict]:
+                 batch: int = 32, n: int | None = None, q_per_doc: int | None = None,
+                 max_seconds: float | None = None) -> list[dict]:
     """``{"text", "qas": [[question, teacher answer], ...]}`` for ``n`` (default
-    ``rc.pool``) passages, read from ``path`` if a previous run wrote it."""
+    ``rc.pool``) passages, read from ``path`` if a previous run wrote it. ``max_seconds``
+    stops generating after the batch that passes that budget and keeps the passages answered
+    so far (on a short GPU lease, the answer rate is not known in advance)."""
     if path.is_file():
         return read_pool(path)
     r = random.Random(rc.seed)
@@ -113,11 +116,20 @@ def teacher_pool(bm: BaseModel, passages: list[Passage], rc: RealRecipe, path: P
     prompts = [bm.prompt(q, chosen[i].text) for i, q in jobs]
     answers: list[str] = []
     gen = Generation(max_new_tokens=rc.max_answer_tokens, batch_size=batch)
+    t0 = time.time()
     with progress() as bar:
         task = bar.add_task("teacher answers", total=len(prompts))
         for k in range(0, len(prompts), batch):
             answers += bm.answer_batch(prompts[k : k + batch], gen)
             bar.update(task, advance=len(prompts[k : k + batch]))
+            if max_seconds is not None and time.time() - t0 > max_seconds:
+                break
+    if len(answers) < len(jobs):
+        # Stopped early. Jobs run passage by passage: the first passage not fully answered
+        # is dropped with those after it.
+        last = jobs[len(answers)][0]
+        keep = sum(i < last for i, _ in jobs)
+        jobs, answers, chosen = jobs[:keep], answers[:keep], chosen[:last]
     rows: list[dict] = [{"text": p.text, "qas": []} for p in chosen]
     for (i, q), a in zip(jobs, answers, strict=True):
         if a:
@@ -219,7 +231,8 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
           pool: int = 4000, docs_per_step: int = 16, lr: float = 3e-4, device: str = "cpu",
           max_seconds: float | None = None, export: str | None = None, data: str | None = None,
           init: str | None = None, teacher: str | None = None, eval_data: str | None = None,
-          eval_every: int | None = None, focus: float = 0.0, keep_best: bool = False) -> Path:
+          eval_every: int | None = None, focus: float = 0.0, keep_best: bool = False, rank: int = 8,
+          targets: tuple[str, ...] = ("mlp.down_proj",)) -> Path:
     """Train (or resume) a hypernetwork for ``model`` on the training passages under ``out``.
 
     ``data``: a passages JSON-lines file (see :func:`reverie.world.passages.save_jsonl`)
@@ -233,16 +246,21 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
     ``keep_best``: export the weights the held-out monitor scored best (lowest KL) instead of
     the last ones; the manifest names that step. Checkpoints stay the last state, to resume.
     ``eval_data``: held-out passages (JSON lines) for the monitor, instead of the fetched
-    test split; without either, no held-out monitor."""
+    test split; without either, no held-out monitor.
+    ``rank`` and ``targets``: the adapters' rank and the modules inside each layer they write
+    (``init`` must have the same)."""
     from reverie.world import passages as P
 
     t_start = time.time()
     bm = BaseModel.load(model)
-    rc = RealRecipe(seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step, lr=lr, focus=focus)
+    rc = RealRecipe(seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step, lr=lr, focus=focus, rank=rank,
+                    targets=tuple(targets))
     if eval_every is not None:
         rc.eval_every = eval_every
     torch.manual_seed(seed)
-    cfg = build_config(bm, rc.rank, rc.targets, latent_dim=rc.latent_dim, n_blocks=rc.n_blocks, pointer_a=True)
+    # alpha = rank: the delta's scale stays 1 at any rank, as in the world recipe (8 = the shipped rank's).
+    cfg = build_config(bm, rc.rank, rc.targets, latent_dim=rc.latent_dim, n_blocks=rc.n_blocks, pointer_a=True,
+                       lora_alpha=float(rc.rank))
     hyper = HyperNetwork(cfg)
     opt = torch.optim.AdamW(hyper.parameters(), lr=rc.lr, weight_decay=0.0)
     root = Path(out)
@@ -327,5 +345,6 @@ def setup(out: str = "runs/hypernet_smollm2", model: str = "smollm2", seed: int 
             "command": f"reverie train hypernet --model {model} --out {out} --seed {seed} --steps {steps} "
                        f"--pool {pool} --docs-per-step {docs_per_step} --lr {lr:g} --focus {focus:g} --export-to {export}"
                        + (f" --init {init}" if init else "") + (f" --teacher {teacher}" if teacher else "")
-                       + (" --keep-best" if keep_best else "")})
+                       + (" --keep-best" if keep_best else "") + (f" --rank {rank}" if rank != 8 else "")
+                       + (f" --targets {','.join(targets)}" if tuple(targets) != ("mlp.down_proj",) else "")})
     return root
