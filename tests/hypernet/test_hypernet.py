@@ -155,3 +155,36 @@ def test_shared_component_penalty(tiny_llama_dir, world):
     d["docs"] = [d["docs"][0]] * 4  # the same document four times: all deltas equal
     _, info = st.loss(d)
     assert abs(info["shared"] - 1.0) < 1e-4
+
+
+def test_folded_attention_is_the_plain_computation_with_its_gradients(tiny_llama_dir):
+    """The hypernetwork's fast path (key and value projections moved to the latents' side)
+    computes the same factors, and the same gradients, as nn.MultiheadAttention over every
+    token, with padding in the batch."""
+    bm = BaseModel.load(tiny_llama_dir)
+    torch.manual_seed(0)
+    h = HyperNetwork(build_config(bm, 4, ("mlp.down_proj", "self_attn.o_proj"), latent_dim=32, n_blocks=2,
+                                  pointer_a=True))
+    with torch.no_grad():
+        h.scale.normal_()
+        h.key_mix.normal_()
+        h.latents.normal_()
+    hidden, pad, ins = read_docs(bm, [DOC, "Bo Chen lives in Oslo."], h.key_targets)
+    assert pad.any()
+    got = {}
+    for folded in (True, False):
+        h.folded = folded
+        h.zero_grad()
+        f, _ = h(hidden, pad, ins)
+        sum((A.sin().sum() + B.cos().sum()) for A, B in f.values()).backward()
+        got[folded] = (f, {n: p.grad.clone() for n, p in h.named_parameters() if p.grad is not None})
+    (f1, g1), (f0, g0) = got[True], got[False]
+    for t in f0:
+        for x, y in zip(f1[t], f0[t], strict=True):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+    # The key biases only add a constant to each row of scores: no gradient on either path
+    # (the folded one leaves them out).
+    assert g0.keys() - g1.keys() == {"ptr_k.bias", "key_k.bias"}
+    for n in g1:
+        torch.testing.assert_close(g1[n], g0[n], rtol=1e-3, atol=1e-5, msg=n)
+    assert all(g0[n].abs().max() < 1e-5 for n in ("ptr_k.bias", "key_k.bias"))

@@ -80,6 +80,30 @@ class Block(nn.Module):
         z = z + self.attn(q, k, k, key_padding_mask=pad, need_weights=False)[0]
         return z + self.mlp(self.nm(z))
 
+    def cross_attend(self, z: torch.Tensor, kv: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`forward` with ``kv``, the same function computed for few latents over many
+        tokens: the key and value projections move to the latents' side. Scores are
+        (q Wk_h) . k (k's bias adds a constant per row, which softmax drops) and values are
+        (P k) Wv_h^T + bv_h (each row of P sums to 1), so no (tokens x width x width) product is
+        formed. With 8 latents over 30 layers x 512 tokens this is most of the hypernetwork's
+        time saved (nn.MultiheadAttention has no such path: it projects every token)."""
+        a = self.attn
+        B, M, D = z.shape
+        h = a.num_heads
+        dh = D // h
+        wq, wk, wv = a.in_proj_weight.chunk(3)  # each (D, D)
+        bq, _, bv = a.in_proj_bias.chunk(3)  # type: ignore[union-attr]
+        k = self.nkv(kv)  # (B, T, D)
+        q = (self.nq(z) @ wq.T + bq).reshape(B, M, h, dh)  # (B, M, h, dh)
+        qk = torch.einsum("bmhe,hed->bhmd", q, wk.reshape(h, dh, D)) / dh ** 0.5  # (B, h, M, D)
+        att = torch.einsum("bhmd,btd->bhmt", qk, k)  # (B, h, M, T)
+        if pad is not None:
+            att = att.masked_fill(pad[:, None, None, :], float("-inf"))
+        pk = torch.einsum("bhmt,btd->bhmd", att.softmax(-1), k)  # (B, h, M, D)
+        o = torch.einsum("bhmd,hed->bmhe", pk, wv.reshape(h, dh, D)) + bv.reshape(h, dh)  # (B, M, h, dh)
+        z = z + a.out_proj(o.reshape(B, M, D))
+        return z + self.mlp(self.nm(z))
+
 
 class HyperNetwork(nn.Module):
     """Document activations -> LoRA factors for every (layer, target)."""
@@ -113,6 +137,9 @@ class HyperNetwork(nn.Module):
             self.key_q = nn.Linear(D, D)
             self.key_k = nn.Linear(D, D)
             self.key_mix = nn.Parameter(torch.zeros(len(self.names)))  # learned share of the head's own A
+        self.folded = True
+        """Cross-attention and pointer scores with the token projections moved to the latents'
+        side (:meth:`Block.cross_attend`); False: the plain computation, the same function (tests)."""
         self.bias_a = nn.ParameterDict({_key(t): nn.Parameter(torch.randn(L, cfg.bias_rank, cfg.targets[t][0]) * 0.02) for t in self.names})
         self.bias_b = nn.ParameterDict({_key(t): nn.Parameter(torch.zeros(L, cfg.targets[t][1], cfg.bias_rank)) for t in self.names})
 
@@ -132,22 +159,20 @@ class HyperNetwork(nn.Module):
         kpad = None if pad is None else pad.repeat_interleave(L, 0)  # (N*L, T)
         z = (self.latents[None] + self.layer_emb.repeat(N, 1, 1)).reshape(N * L, -1, x.shape[-1])  # (N*L, M, D)
         for cb, sb in zip(self.cross, self.selfs, strict=True):
-            z = sb(cb(z, x, kpad))
+            assert isinstance(cb, Block)
+            z = sb(cb.cross_attend(z, x, kpad) if self.folded else cb(z, x, kpad))
         z = self.out_norm(z)  # (N*L, M, D)
         ptr = None
         if self.cfg.pointer:
-            att = torch.einsum("nmd,ntd->nmt", self.ptr_q(z), self.ptr_k(x)) / x.shape[-1] ** 0.5  # (N*L, M, T)
-            if kpad is not None:
-                att = att.masked_fill(kpad[:, None, :], float("-inf"))
-            emb = hidden[:, :1].expand(N, L, T, -1).reshape(N * L, T, -1)  # layer-0 input: token embeddings
-            ptr = (att.softmax(-1) @ emb).reshape(N, L, len(self.names), r, -1)  # (N, L, nt, r, d)
+            att = _scores(self.ptr_q(z), self.ptr_k, x, kpad, self.folded)  # (N*L, M, T)
+            emb = hidden[:, 0]  # (N, T, d): layer-0 input, the token embeddings
+            ptr = torch.einsum("nlmt,ntd->nlmd", att.softmax(-1).reshape(N, L, -1, T), emb)  # (N, L, M, d)
+            ptr = ptr.reshape(N, L, len(self.names), r, -1)  # (N, L, nt, r, d)
         keys = None
         if self.cfg.pointer_a:
             if inputs is None:
                 raise ValueError("this hypernetwork points at target inputs: pass inputs=")
-            katt = torch.einsum("nmd,ntd->nmt", self.key_q(z), self.key_k(x)) / x.shape[-1] ** 0.5  # (N*L, M, T)
-            if kpad is not None:
-                katt = katt.masked_fill(kpad[:, None, :], float("-inf"))
+            katt = _scores(self.key_q(z), self.key_k, x, kpad, self.folded)  # (N*L, M, T)
             keys = katt.softmax(-1).reshape(N, L, len(self.names), r, T)  # (N, L, nt, r, T)
         z = z.reshape(N, L, len(self.names), r, -1)  # (N, L, nt, r, D)
         out = {}
@@ -174,6 +199,15 @@ class HyperNetwork(nn.Module):
     def bias(self) -> Factors:
         """The context-independent bias adapter: {target: (A (L, rb, d_in), B (L, d_out, rb))}."""
         return {t: (self.bias_a[_key(t)], self.bias_b[_key(t)]) for t in self.names}
+
+
+def _scores(q: torch.Tensor, key: nn.Linear, x: torch.Tensor, pad: torch.Tensor | None, folded: bool = True) -> torch.Tensor:
+    """Attention logits q . key(x) / sqrt(D) with padding masked, for q (B, M, D) and x (B, T, D):
+    (B, M, T). ``folded``: computed as (q Wk) . x, since key's bias adds a constant per row
+    that softmax drops (M latents are far fewer than T tokens; see :meth:`Block.cross_attend`)."""
+    k = x if folded else key(x)
+    att = torch.einsum("bmd,btd->bmt", q @ key.weight if folded else q, k) / x.shape[-1] ** 0.5
+    return att if pad is None else att.masked_fill(pad[:, None, :], float("-inf"))
 
 
 def _key(target: str) -> str:
