@@ -51,7 +51,7 @@ for _ in range(reps):
         bm.model.base_model(ids, output_hidden_states=True)
         times["backbone"].append(time.perf_counter() - t0)
 med = {k: statistics.median(v) for k, v in times.items()}
-print(json.dumps({"model": name, "tokens": len(bm.encode(bm.format.document(text))), "reps": reps,
+print(json.dumps({"model": name, "tokens": ids.shape[-1], "reps": reps,
                   "inject_s_folded": round(med["folded"], 4), "inject_s_plain": round(med["plain"], 4),
                   "forward_s": round(med["forward"], 4), "backbone_s": round(med["backbone"], 4),
                   "inject_ratio_folded": round(med["folded"] / med["forward"], 3),

@@ -35,6 +35,7 @@ def test_counts_and_shares_out_of_range_are_refused_before_any_work(argv):
 @pytest.mark.parametrize(("argv", "named"), [
     (["--keep-best", "--pool", "10"], "--pool, --keep-best: only for the real-model recipe"),
     (["--model", "smollm2", "--local-own", "--group-sizes", "1,2"], "--group-sizes, --local-own: only for the embedded model"),
+    (["--pool", "4000"], "--pool: only for the real-model recipe"),  # its default, but given
 ])
 def test_options_of_the_other_training_recipe_are_refused_not_ignored(argv, named):
     r = runner.invoke(app, ["train", "hypernet", *argv])

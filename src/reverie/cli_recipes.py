@@ -43,7 +43,8 @@ def train_base(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: 
 
 @train_app.command("hypernet")
 @friendly
-def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/hypernet"),
+def train_hypernet(ctx: typer.Context,
+                   out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/hypernet"),
                    model: ModelOpt = None,
                    seed: Annotated[int, typer.Option(help="Data and init seed.")] = 0,
                    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (4000 is about 40 minutes on 2 cores).")] = 4000,
@@ -86,16 +87,13 @@ def train_hypernet(out_dir: Annotated[Path, typer.Option("--out", help="Run fold
     names = tuple(t.strip() for t in targets.split(",") if t.strip())
     real = model is not None and str(model) in NAMED
     # Each recipe has options the other does not read: given to the wrong one, they would be
-    # silently ignored, so they are refused instead.
-    world_only = {"--group-sizes": group_sizes != "1", "--shared": shared != 0.0, "--local": local != 1.0,
-                  "--p-needle": p_needle != 0.0, "--p-paraphrase": p_paraphrase != 0.0, "--local-own": local_own,
-                  "--local-margin": local_margin != 0.0, "--n-local": n_local != 4, "--local-mine": local_mine != 0,
-                  "--mine-keep": mine_keep != 2, "--mine-strangers": mine_strangers, "--local-bias": local_bias != 0.0,
-                  "--bias-fade": bias_fade != 0}
-    real_only = {"--pool": pool != 4000, "--data": data is not None, "--teacher": teacher is not None,
-                 "--focus": focus != 0.0, "--eval-data": eval_data is not None, "--keep-best": keep_best,
-                 "--export-to": export_to is not None}
-    wrong = [k for k, given in (world_only if real else real_only).items() if given]
+    # silently ignored, so they are refused instead. Click says which ones the user gave (by
+    # name: typer ships its own copy of click's ParameterSource).
+    world_only = ("group_sizes", "shared", "local", "p_needle", "p_paraphrase", "local_own", "local_margin", "n_local",
+                  "local_mine", "mine_keep", "mine_strangers", "local_bias", "bias_fade")
+    real_only = ("pool", "data", "teacher", "focus", "eval_data", "keep_best", "export_to")
+    wrong = ["--" + n.replace("_", "-") for n in (world_only if real else real_only)
+             if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") != "DEFAULT"]
     if wrong:
         raise ReverieError(f"{', '.join(wrong)}: only for the {'embedded model' if real else 'real-model'} recipe "
                            f"(this run: {'--model ' + str(model) if real else 'the embedded world model'})")
