@@ -42,6 +42,22 @@ def test_options_of_the_other_training_recipe_are_refused_not_ignored(argv, name
     assert r.exit_code == 1 and named in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize(("argv", "module", "expect"), [
+    (["--model", "smollm2"], "reverie.hypernet.train_real", {}),  # the real recipe's own defaults
+    (["--model", "smollm2", "--lr", "1e-4", "--steps", "5"], "reverie.hypernet.train_real", {"lr": 1e-4, "steps": 5}),
+    ([], "reverie.hypernet.train", {}),
+    (["--docs-per-step", "3"], "reverie.hypernet.train", {"docs_per_step": 3}),
+])
+def test_train_hypernet_passes_only_what_was_given_so_each_recipe_keeps_its_defaults(monkeypatch, argv, module, expect):
+    import importlib
+
+    seen: dict = {}
+    monkeypatch.setattr(importlib.import_module(module), "setup", lambda **kw: seen.update(kw))
+    r = runner.invoke(app, ["train", "hypernet", *argv])
+    assert r.exit_code == 0, r.output
+    assert {k: seen[k] for k in ("steps", "docs_per_step", "lr") if k in seen} == expect
+
+
 def test_missing_model_is_one_clear_line(tmp_path):
     r = runner.invoke(app, ["eval", "base", "--model", str(tmp_path / "nope")])
     assert r.exit_code == 1

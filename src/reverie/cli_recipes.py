@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,9 +47,9 @@ def train_hypernet(ctx: typer.Context,
                    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.")] = Path("runs/hypernet"),
                    model: ModelOpt = None,
                    seed: Annotated[int, typer.Option(help="Data and init seed.")] = 0,
-                   steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (4000 is about 40 minutes on 2 cores).")] = 4000,
-                   docs_per_step: Annotated[int, typer.Option(min=1, help="Documents per step (per process).")] = 8,
-                   lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 1e-3,
+                   steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps (default: embedded model 4000, about 40 minutes on 2 cores; real models 2000).")] = None,
+                   docs_per_step: Annotated[int | None, typer.Option(min=1, help="Documents per step, per process (default: embedded model 8; real models 16).")] = None,
+                   lr: Annotated[float | None, typer.Option(min=0.0, help="Peak learning rate (default: embedded model 1e-3; real models 3e-4).")] = None,
                    group_sizes: Annotated[str, typer.Option(help="Comma-separated sizes of the groups whose adapters are summed (1 = single documents).")] = "1",
                    init: Annotated[str | None, typer.Option(help="Start a new stage from this run folder or hypernetwork folder.")] = None,
                    shared: Annotated[float, typer.Option(min=0.0, help="Weight of the penalty on what the documents' deltas share.")] = 0.0,
@@ -97,12 +97,14 @@ def train_hypernet(ctx: typer.Context,
     if wrong:
         raise ReverieError(f"{', '.join(wrong)}: only for the {'embedded model' if real else 'real-model'} recipe "
                            f"(this run: {'--model ' + str(model) if real else 'the embedded world model'})")
+    # Steps, batch and learning rate left unsaid take each recipe's own defaults.
+    given: dict[str, Any] = {k: v for k, v in (("steps", steps), ("docs_per_step", docs_per_step), ("lr", lr))
+                             if v is not None}
     if real:
         from reverie.hypernet import train_real
 
         out = str(out_dir) if out_dir != Path("runs/hypernet") else f"runs/hypernet_{model}"
-        train_real.setup(out=out, model=str(model), seed=seed, steps=steps, pool=pool, docs_per_step=docs_per_step,
-                         lr=lr, device=device, max_seconds=max_seconds, data=None if data is None else str(data),
+        train_real.setup(out=out, model=str(model), seed=seed, pool=pool, device=device, **given, max_seconds=max_seconds, data=None if data is None else str(data),
                          init=init, teacher=None if teacher is None else str(teacher), eval_every=eval_every,
                          eval_data=None if eval_data is None else str(eval_data), focus=focus, keep_best=keep_best,
                          rank=rank, targets=names,
@@ -113,8 +115,8 @@ def train_hypernet(ctx: typer.Context,
         sizes = tuple(int(x) for x in group_sizes.split(","))
     except ValueError:
         raise ReverieError(f"--group-sizes {group_sizes!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
-    setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, steps=steps,
-          export=export, docs_per_step=docs_per_step, lr=lr, group_sizes=sizes, init=init, shared=shared, local=local,
+    setup(out=str(out_dir), base=None if model is None else str(model), seed=seed, **given,
+          export=export, group_sizes=sizes, init=init, shared=shared, local=local,
           device=device, max_seconds=max_seconds, eval_every=eval_every, p_needle=p_needle, local_own=local_own,
           p_paraphrase=p_paraphrase, local_margin=local_margin, n_local=n_local,
           local_mine=local_mine, mine_keep=mine_keep, mine_strangers=mine_strangers, rank=rank,

@@ -83,6 +83,19 @@ def test_wrong_model_is_refused(tmp_path):
         Memory(tmp_path / "m", "other", {T: (2, 32, 64)})
 
 
+def test_adapter_of_other_targets_is_refused_and_nothing_changes(tmp_path):
+    with _mem(tmp_path / "m") as m:
+        m.add([_adapter(0)], ["a"])
+        before = (json.loads((tmp_path / "m" / "memory.json").read_text()), m.total[T].clone())
+        other = Adapter({"self_attn.o_proj": _adapter(1).factors[T]}, 2.0)
+        with pytest.raises(MemoryError_, match="this adapter writes self_attn.o_proj .*use a new --memory"):
+            m.add([_adapter(2), other], ["b", "c"])
+        with pytest.raises(MemoryError_, match=r"mlp.down_proj \(2, 32, 64\); this adapter writes mlp.down_proj \(2, 32, 48\)"):
+            m.add([_adapter(3, d_in=48)], ["d"])
+        assert json.loads((tmp_path / "m" / "memory.json").read_text()) == before[0]
+        assert torch.equal(m.total[T], before[1]) and len(m.items) == 1
+
+
 def test_snapshot_and_rollback(tmp_path):
     with _mem(tmp_path / "m") as m:
         m.add([_adapter(0)], ["a"])

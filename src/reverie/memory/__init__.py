@@ -60,6 +60,7 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
     ``pending``: a dense change the caller will commit right after (e.g. items it will
     forget), applied while the guard measures so that it judges the state that will be."""
     mem = att.memory
+    mem.check_fits(adapters)
     extra = extra or [{} for _ in adapters]
     keep, srcs, out_idx = [], [], []
     infos: list[dict] = []

@@ -371,6 +371,7 @@ class Memory:
             if notes:
                 self._commit(self.state, self.total, notes)
             return []
+        self.check_fits(adapters)
         raw: list[Lowrank] = []
         events, ids = list(notes or []), []
         bias: Lowrank | None = None
@@ -417,6 +418,18 @@ class Memory:
             events.append({"event": "recompress", "time": now, "n_items": len(state["items"])})
         self._commit(state, total, events)
         return ids
+
+    def check_fits(self, adapters: list[Adapter]) -> None:
+        """Refuse adapters that write other modules (or shapes) than this memory holds, e.g.
+        from a hypernetwork with other targets than the one the memory was created with."""
+        for ad in adapters:
+            for t, (A, B) in ad.factors.items():
+                want = tuple(self.total[t].shape) if t in self.total else None
+                if want != (A.shape[0], B.shape[-2], A.shape[-1]):
+                    held = ", ".join(f"{k} {tuple(W.shape)}" for k, W in self.total.items())
+                    raise MemoryError_(f"memory {self.path} holds {held}; this adapter writes {t} "
+                                       f"{(A.shape[0], B.shape[-2], A.shape[-1])} (another hypernetwork's targets?): "
+                                       "use a new --memory for it")
 
     def forget(self, item_id: str, reason: str | None = None) -> bool:
         """Remove an item's contribution; returns whether that was exact. ``reason`` goes
