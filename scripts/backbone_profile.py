@@ -10,7 +10,9 @@ Prints one JSON line:
   multiply-adds over the pass's matrix-product time;
 - `int8_s` and `int8_hidden_cos_min`: the same pass with torch's dynamic int8 quantization of
   every Linear (fbgemm), and the lowest mean cosine, over layers, between its hidden states
-  and the float32 ones (a faster read that reads something else).
+  and the float32 ones (a faster read that reads something else);
+- `bf16_over_fp32`: the pass under bfloat16 autocast, one timed run (a CPU without bfloat16
+  instructions emulates it).
 
 Usage: .venv/bin/python scripts/backbone_profile.py   (about a minute on 2 cores; nothing else running)
 """
@@ -69,10 +71,12 @@ with torch.no_grad():
         q8_s = median_s(lambda: q8(ids, output_hidden_states=True), 5)
         a = backbone(ids, output_hidden_states=True).hidden_states
         b = q8(ids, output_hidden_states=True).hidden_states
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_s = median_s(lambda: backbone(ids, output_hidden_states=True), 1)
 cos = [torch.nn.functional.cosine_similarity(x[0], y[0], -1).mean().item() for x, y in zip(a, b, strict=True)]
 print(json.dumps({"tokens": T, "gemm_gflops": gemm, "backbone_s": round(fp_s, 3),
                   "op_share": {"matmul": round(mm / total, 3), "attention": round(attn / total, 3),
                                "other": round(1 - (mm + attn) / total, 3)},
                   "backbone_gflops": round(linear_flops / (mm / 1e6) / 1e9, 1),
                   "int8_s": round(q8_s, 3), "int8_over_fp32": round(q8_s / fp_s, 3),
-                  "int8_hidden_cos_min": round(min(cos), 3)}))
+                  "int8_hidden_cos_min": round(min(cos), 3), "bf16_over_fp32": round(bf16_s / fp_s, 2)}))
