@@ -104,8 +104,9 @@ def train_hypernet(ctx: typer.Context,
         from reverie.hypernet import train_real
 
         out = str(out_dir) if out_dir != Path("runs/hypernet") else f"runs/hypernet_{model}"
-        train_real.setup(out=out, model=str(model), seed=seed, pool=pool, device=device, **given, max_seconds=max_seconds, data=None if data is None else str(data),
-                         init=init, teacher=None if teacher is None else str(teacher), eval_every=eval_every,
+        train_real.setup(out=out, model=str(model), seed=seed, pool=pool, device=device, **given,
+                         max_seconds=max_seconds, data=None if data is None else str(data), init=init,
+                         teacher=None if teacher is None else str(teacher), eval_every=eval_every,
                          eval_data=None if eval_data is None else str(eval_data), focus=focus, keep_best=keep_best,
                          rank=rank, targets=names,
                          export=str(export_to) if export_to else str(shipped_hypernet(str(model))) if export else None)

@@ -424,12 +424,11 @@ class Memory:
         from a hypernetwork with other targets than the one the memory was created with."""
         for ad in adapters:
             for t, (A, B) in ad.factors.items():
-                want = tuple(self.total[t].shape) if t in self.total else None
-                if want != (A.shape[0], B.shape[-2], A.shape[-1]):
+                writes = (A.shape[0], B.shape[-2], A.shape[-1])  # (L, d_out, d_in), as the total's
+                if t not in self.total or tuple(self.total[t].shape) != writes:
                     held = ", ".join(f"{k} {tuple(W.shape)}" for k, W in self.total.items())
-                    raise MemoryError_(f"memory {self.path} holds {held}; this adapter writes {t} "
-                                       f"{(A.shape[0], B.shape[-2], A.shape[-1])} (another hypernetwork's targets?): "
-                                       "use a new --memory for it")
+                    raise MemoryError_(f"memory {self.path} holds {held}; this adapter writes {t} {writes} "
+                                       "(another hypernetwork's targets?): use a new --memory for it")
 
     def forget(self, item_id: str, reason: str | None = None) -> bool:
         """Remove an item's contribution; returns whether that was exact. ``reason`` goes
