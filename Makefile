@@ -31,7 +31,7 @@ browser:
 	  echo "note: could not install chromium; the report's browser test will be skipped"
 
 test: lint browser
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q -rs --durations=10
 
 fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

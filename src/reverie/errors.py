@@ -11,3 +11,8 @@ class ModelLoadError(ReverieError):
 
 class InputError(ReverieError):
     """User input is empty, too large, or otherwise unusable."""
+
+
+class DataUnavailable(ReverieError):
+    """Real passages cannot be had from here: the package index cannot be reached, or does
+    not offer the archive they come from."""

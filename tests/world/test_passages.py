@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from reverie.errors import ReverieError
+from reverie.errors import DataUnavailable, ReverieError
 from reverie.world import passages as P
 
 
@@ -74,6 +74,20 @@ def test_fetch_refuses_a_wrong_checksum(index, monkeypatch):
     with pytest.raises(ReverieError, match="sha256"):
         P.fetch(quiet=True)
     assert not (P.data_dir() / "DONE").exists()
+
+
+def test_an_index_without_the_archive_is_named_and_a_local_copy_is_used(index, monkeypatch):
+    simple = index / "simple" / "bigbench"
+    archive = (simple / P.ARCHIVE).read_bytes()
+    (simple / "index.html").write_text('<a href="../files/bigbench-0.0.1.tar.gz#sha256=00">bigbench-0.0.1.tar.gz</a>')
+    with pytest.raises(DataUnavailable, match=r"does not offer bigbench-1\.0\.0\.tar\.gz \(it lists: bigbench-0\.0\.1\.tar\.gz\)"):
+        P.fetch(quiet=True)
+    assert not (P.data_dir() / "DONE").exists()
+    monkeypatch.setenv("PIP_INDEX_URL", (index / "nowhere").as_uri())
+    with pytest.raises(DataUnavailable, match="cannot reach"):
+        P.fetch(quiet=True)
+    (P.data_dir().parent / P.ARCHIVE).write_bytes(archive)  # the copy the message points at
+    assert P.load("test")
 
 
 def test_jsonl_round_trip(tmp_path):

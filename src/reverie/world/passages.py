@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reverie.errors import ReverieError
+from reverie.errors import DataUnavailable, ReverieError
 from reverie.utils import read_jsonl, sha256_file
 
 ARCHIVE = "bigbench-1.0.0.tar.gz"
@@ -79,18 +79,26 @@ def fetch(quiet: bool = False) -> Path:
     tgz = dest.parent / ARCHIVE
     if not tgz.is_file() or sha256_file(tgz) != SHA256:
         index = f"{_index_url()}/bigbench/"
+        instead = f"a copy of {ARCHIVE} (sha256 {SHA256}) placed at {tgz} is used instead"
         try:
             page = urllib.request.urlopen(index, timeout=60).read().decode()
-            url = next(u for u in re.findall(r'href="([^"]+)"', page) if ARCHIVE in u)
-            url = urllib.parse.urljoin(index, url.split("#")[0])
-            if not quiet:
-                print(f"fetching {url}", flush=True)
-            part = tgz.with_suffix(".part")
+        except OSError as e:
+            raise DataUnavailable(f"cannot reach {index} ({e}); {instead}") from e
+        links = re.findall(r'href="([^"]+)"', page)
+        url = next((u for u in links if ARCHIVE in u), None)
+        if url is None:  # seen: an index that lists bigbench 0.0.1 alone
+            listed = ", ".join(sorted({u.split("#")[0].rsplit("/", 1)[-1] for u in links})) or "nothing"
+            raise DataUnavailable(f"{index} does not offer {ARCHIVE} (it lists: {listed}); {instead}")
+        url = urllib.parse.urljoin(index, url.split("#")[0])
+        if not quiet:
+            print(f"fetching {url}", flush=True)
+        part = tgz.with_suffix(".part")
+        try:
             with urllib.request.urlopen(url, timeout=300) as r, part.open("wb") as f:
                 while chunk := r.read(1 << 20):
                     f.write(chunk)
-        except (OSError, StopIteration) as e:
-            raise ReverieError(f"cannot fetch {ARCHIVE} from {index}: {e}") from e
+        except OSError as e:
+            raise DataUnavailable(f"cannot fetch {url} ({e}); {instead}") from e
         if sha256_file(part) != SHA256:
             part.unlink()
             raise ReverieError(f"{ARCHIVE} from {index} does not match its sha256; not used")
