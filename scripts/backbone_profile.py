@@ -11,8 +11,13 @@ Prints one JSON line:
 - `int8_s` and `int8_hidden_cos_min`: the same pass with torch's dynamic int8 quantization of
   every Linear (fbgemm), and the lowest mean cosine, over layers, between its hidden states
   and the float32 ones (a faster read that reads something else);
-- `bf16_over_fp32`: the pass under bfloat16 autocast, one timed run (a CPU without bfloat16
-  instructions emulates it).
+- `bf16_over_fp32` and `bf16_hidden_cos_min`: the pass under bfloat16 autocast, median of 5,
+  and its hidden states against the float32 ones as for int8; `gemm_gflops_bf16`: `F.linear`
+  in bfloat16 on the same shapes; `native_bf16`: whether this CPU has bfloat16 instructions
+  (AVX-512 BF16 or AMX; without them bfloat16 is emulated, and slower than float32).
+
+The passage is bench qa's timing passage (512 tokens of held-out test passages), or 512
+tokens of this repository's README where the package index does not offer the passages.
 
 Usage: .venv/bin/python scripts/backbone_profile.py   (about a minute on 2 cores; nothing else running)
 """
@@ -21,17 +26,18 @@ import json
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from torch.profiler import profile
 
 from reverie.base.model import BaseModel
-from reverie.eval.bench_real import passage_of_tokens
-from reverie.world.passages import load
+from reverie.eval.bench_real import timing_passage
+from reverie.hypernet.injectors import native_bf16
 
 torch.set_num_threads(2)
 bm = BaseModel.load("smollm2")
-text = passage_of_tokens(bm, load("test"), 512)
+text, source = timing_passage(bm, Path(__file__).resolve().parent.parent / "README.md")
 ids = torch.tensor([bm.encode(bm.format.document(text))[: bm.max_length]])  # (1, T)
 T = ids.shape[-1]
 cfg = bm.model.config
@@ -47,12 +53,15 @@ def median_s(fn, reps: int) -> float:
     return statistics.median(ts)
 
 
-gemm = {}
+gemm, gemm_bf16 = {}, {}
 for d_in, d_out in ((cfg.hidden_size, cfg.intermediate_size), (cfg.intermediate_size, cfg.hidden_size),
                     (cfg.hidden_size, cfg.hidden_size)):
     x, w = torch.randn(T, d_in), torch.randn(d_out, d_in)  # (T, d_in), (d_out, d_in)
     s = median_s(lambda x=x, w=w: torch.nn.functional.linear(x, w), 20)
     gemm[f"{d_in}->{d_out}"] = round(2 * T * d_in * d_out / s / 1e9, 1)
+    x, w = x.bfloat16(), w.bfloat16()
+    s = median_s(lambda x=x, w=w: torch.nn.functional.linear(x, w), 20)
+    gemm_bf16[f"{d_in}->{d_out}"] = round(2 * T * d_in * d_out / s / 1e9, 1)
 
 backbone = bm.model.base_model
 with torch.no_grad():
@@ -72,11 +81,20 @@ with torch.no_grad():
         a = backbone(ids, output_hidden_states=True).hidden_states
         b = q8(ids, output_hidden_states=True).hidden_states
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16_s = median_s(lambda: backbone(ids, output_hidden_states=True), 1)
-cos = [torch.nn.functional.cosine_similarity(x[0], y[0], -1).mean().item() for x, y in zip(a, b, strict=True)]
-print(json.dumps({"tokens": T, "gemm_gflops": gemm, "backbone_s": round(fp_s, 3),
+        bf16_s = median_s(lambda: backbone(ids, output_hidden_states=True), 5)
+        c = backbone(ids, output_hidden_states=True).hidden_states
+
+
+def cos_min(xs: tuple, ys: tuple) -> float:
+    return min(torch.nn.functional.cosine_similarity(x[0].float(), y[0].float(), -1).mean().item()
+               for x, y in zip(xs, ys, strict=True))
+
+
+print(json.dumps({"text": source, "tokens": T, "native_bf16": native_bf16(torch.device("cpu")),
+                  "gemm_gflops": gemm, "gemm_gflops_bf16": gemm_bf16, "backbone_s": round(fp_s, 3),
                   "op_share": {"matmul": round(mm / total, 3), "attention": round(attn / total, 3),
                                "other": round(1 - (mm + attn) / total, 3)},
                   "backbone_gflops": round(linear_flops / (mm / 1e6) / 1e9, 1),
                   "int8_s": round(q8_s, 3), "int8_over_fp32": round(q8_s / fp_s, 3),
-                  "int8_hidden_cos_min": round(min(cos), 3), "bf16_over_fp32": round(bf16_s / fp_s, 2)}))
+                  "int8_hidden_cos_min": round(cos_min(a, b), 3), "bf16_s": round(bf16_s, 3),
+                  "bf16_over_fp32": round(bf16_s / fp_s, 2), "bf16_hidden_cos_min": round(cos_min(a, c), 4)}))

@@ -99,6 +99,18 @@ def test_inject_without_hypernetwork_is_one_clear_line(tiny_llama_dir, tmp_path)
     assert r.exit_code == 1 and "no hypernetwork" in r.output
 
 
+def test_read_dtype_is_checked_and_refused_for_distill(tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Ada Lovelace was born in London.")
+    r = runner.invoke(app, ["inject", str(doc), "--save", str(tmp_path / "ad"), "--read-dtype", "fp8"])
+    assert r.exit_code == 1 and "unknown reading precision 'fp8'" in r.output
+    r = runner.invoke(app, ["inject", str(doc), "--save", str(tmp_path / "ad"), "--injector", "distill",
+                            "--read-dtype", "bfloat16"])
+    assert r.exit_code == 1 and "the distill injector does not read that way" in r.output
+    r = runner.invoke(app, ["inject", str(doc), "--save", str(tmp_path / "ad"), "--read-dtype", "bfloat16"])
+    assert r.exit_code == 0, r.output
+
+
 def test_bench_qa_measures_a_candidate_hypernetwork(tiny_llama_dir, tmp_path):
     import json
 

@@ -67,6 +67,7 @@ def test_learner_inject_then_answer_without_context():
     if not (DEFAULT_MODEL_DIR / "hypernet").exists():
         pytest.skip("no hypernetwork shipped")
     learner = Learner.load()
+    assert learner.injector.read_dtype == "float32"  # as every figure of the embedded model was measured
     w = World()
     people = w.held_out[:4]
     docs = documents(w, people, 3)

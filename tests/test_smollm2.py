@@ -26,6 +26,7 @@ def test_loads_offline_with_its_hypernetwork(learner):
     bm = learner.bm
     assert bm.n_layers == 30 and int(bm.config.hidden_size) == 576
     assert bm.prompt("Who?").startswith("<|im_start|>")  # the chat format
+    assert learner.injector.read_dtype == "auto"  # bfloat16 where the CPU has it (README, issue 8)
     ans = bm.answer("Who built the Voss Observatory?", PASSAGE)
     assert "Marren" in ans  # reads in context
 

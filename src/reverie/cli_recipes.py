@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reverie.cli_common import JsonOpt, ModelOpt, SeedOpt, emit, err, friendly
+from reverie.cli_common import JsonOpt, ModelOpt, ReadDtypeOpt, SeedOpt, emit, err, friendly
 from reverie.errors import ReverieError
 
 train_app = typer.Typer(help="Training recipes (resumable: rerun the same command).", no_args_is_help=True)
@@ -183,6 +183,7 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
              held_out_from: Annotated[int, typer.Option(min=0, help="First held-out person (injected people, then as many strangers for locality); 0 = the benchmark's own.")] = 0,
              base_from: Annotated[int, typer.Option(min=0, help="First base-population person asked about for locality; 0 = the benchmark's own.")] = 0,
              hypernet: Annotated[Path | None, typer.Option(help="A hypernetwork folder to measure (e.g. a candidate from a training run's export) instead of the model's own.")] = None,
+             read_dtype: ReadDtypeOpt = None,
              results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
     """QA after injection vs no context, full context, BM25 retrieval and gradient distillation.
 
@@ -197,7 +198,7 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
     from reverie.learner import Learner
 
     t0 = time.time()
-    learner = Learner.load(model, hypernet=hypernet)
+    learner = Learner.load(model, hypernet=hypernet, read_dtype=read_dtype)
     if model is not None and str(model) in NAMED:
         # A real model reads real passages: --n-people counts held-out passages (2 questions each).
         if held_out_from or base_from:

@@ -197,15 +197,23 @@ class Learner:
     @classmethod
     def load(cls, model: str | Path | None = None, hypernet: str | Path | None = None,
              injector: str = "hyper", memory: str | Path | None = None, strategy: str = "add",
-             **injector_kw) -> Learner:
+             read_dtype: str | None = None, **injector_kw) -> Learner:
         """Load a base model (default: embedded) and an injector (default: its hypernetwork);
-        with ``memory``, attach that persistent weight memory (see :meth:`open_memory`)."""
+        with ``memory``, attach that persistent weight memory (see :meth:`open_memory`).
+        ``read_dtype`` is the hypernetwork's reading precision (``HyperInjector.read_dtype``);
+        by default ``auto`` for a named real model, whose pass over a passage is most of an
+        injection's time, and float32 for the embedded one, whose figures were all measured
+        so and whose injection takes milliseconds."""
         bm = BaseModel.load(model)
         if injector == "hyper":
             hp = Path(hypernet) if hypernet else hypernet_dir(model)
             if not hp.exists():
                 raise ModelLoadError(f"no hypernetwork at {hp}: train one with `reverie train hypernet --export`")
-            learner = cls(bm, HyperInjector(bm, load_hypernet(hp, bm)))
+            if read_dtype is None:
+                from reverie.base.real import NAMED
+
+                read_dtype = "auto" if str(model) in NAMED else "float32"
+            learner = cls(bm, HyperInjector(bm, load_hypernet(hp, bm), read_dtype=read_dtype))
         elif injector not in INJECTORS:
             raise ModelLoadError(f"unknown injector {injector!r} (known: {', '.join(INJECTORS)})")
         else:

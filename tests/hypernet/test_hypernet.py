@@ -188,3 +188,26 @@ def test_folded_attention_is_the_plain_computation_with_its_gradients(tiny_llama
     for n in g1:
         torch.testing.assert_close(g1[n], g0[n], rtol=1e-3, atol=1e-5, msg=n)
     assert all(g0[n].abs().max() < 1e-5 for n in ("ptr_k.bias", "key_k.bias"))
+
+
+def test_bfloat16_reading_returns_float32_close_to_it_and_auto_follows_the_hardware(tiny_llama_dir, monkeypatch):
+    import pytest
+
+    from reverie.errors import InputError
+    from reverie.hypernet import injectors
+
+    bm = BaseModel.load(tiny_llama_dir)
+    h = _random_hyper(bm)
+    exact, bf = (read_docs(bm, [DOC], ("mlp.down_proj",), d) for d in (torch.float32, torch.bfloat16))
+    for a, b in ((exact[0], bf[0]), (exact[2]["mlp.down_proj"], bf[2]["mlp.down_proj"])):
+        assert b.dtype == torch.float32 and not torch.equal(a, b)  # really read in bfloat16
+        assert torch.nn.functional.cosine_similarity(a, b, dim=-1).min() > 0.99
+    inj = HyperInjector(bm, h, read_dtype="bfloat16")
+    assert inj.inject(DOC).meta["read_dtype"] == "bfloat16"
+    assert HyperInjector(bm, h).inject(DOC).meta["read_dtype"] == "float32"  # the default: as trained
+    auto = HyperInjector(bm, h, read_dtype="auto")
+    for native, want in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(injectors, "native_bf16", lambda _device, n=native: n)
+        assert auto.reading_dtype == want
+    with pytest.raises(InputError, match="unknown reading precision 'fp8'"):
+        HyperInjector(bm, h, read_dtype="fp8")

@@ -187,10 +187,11 @@ def lr_at(step: int, rc: HyperRecipe) -> float:
     return warmup_cosine(step, rc.lr, rc.warmup, rc.steps)
 
 
-def read_docs(bm: BaseModel, docs: list[str], targets: tuple[str, ...] = ()
+def read_docs(bm: BaseModel, docs: list[str], targets: tuple[str, ...] = (), dtype: torch.dtype = torch.float32
               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Hidden states entering each layer over each document's prefix, and what each
-    target module received there.
+    target module received there; with ``dtype`` bfloat16 the backbone runs under autocast
+    (see ``HyperInjector.read_dtype``), and what is returned is float32 all the same.
 
     Returns hidden (N, L, T, d), pad (N, T) (True at padding), {target: (N, L, T, d_in)}."""
     seqs = [bm.encode(bm.format.document(d))[: bm.max_length] for d in docs]
@@ -199,15 +200,18 @@ def read_docs(bm: BaseModel, docs: list[str], targets: tuple[str, ...] = ()
     pad = torch.tensor([[False] * len(s) + [True] * (width - len(s)) for s in seqs])
     seen: dict[tuple[str, int], torch.Tensor] = {}
     handles = [target_module(bm.model, i, t).register_forward_pre_hook(
-        lambda _m, a, key=(t, i): seen.__setitem__(key, a[0].detach())) for t in targets for i in range(bm.n_layers)]
+        lambda _m, a, key=(t, i): seen.__setitem__(key, a[0].detach().float())) for t in targets for i in range(bm.n_layers)]
+    device = next(bm.model.parameters()).device
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             # The backbone alone (transformers' ``base_model``): the hidden states are all that is
             # read, and the output head over the vocabulary was ~17% of the embedded model's pass.
-            hs = bm.model.base_model(ids, attention_mask=(~pad).long(), output_hidden_states=True).hidden_states
+            hs = bm.model.base_model(ids.to(device), attention_mask=(~pad).long().to(device),
+                                     output_hidden_states=True).hidden_states
     finally:
         for h in handles:
             h.remove()
+    hs = [h.float() for h in hs]
     ins = {t: torch.stack([seen[(t, i)] for i in range(bm.n_layers)], 1) for t in targets}  # (N, L, T, d_in)
     with torch.no_grad():
         # What each layer itself sees: its input norm applied. The raw residual stream carries
