@@ -3,6 +3,8 @@ then inject it into the weights and answer again with the text gone from the con
 
 from __future__ import annotations
 
+import random
+import re
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from reverie.base.model import BaseModel
 from reverie.eval.metrics import abstains, exact_match
 from reverie.eval.qa import documents, sample_questions
 from reverie.world import World
+from reverie.world.passages import Passage
 
 
 def run(model: Path | None, n: int, seed: int, console: Console) -> None:
@@ -72,12 +75,11 @@ def mark(pred: str, gold: str) -> str:
 
 
 def run_real(model: str, n: int, seed: int, console: Console) -> None:
-    """The same on a real model: held-out SQuAD-derived passages, scored with ROUGE-L."""
-    import random
-
+    """The same on a real model: held-out SQuAD-derived passages, scored with ROUGE-L; where
+    the package index does not offer them, held-out Wikipedia articles (gensim's test dump),
+    asked about their subject and scored on their opening sentence."""
     from reverie.eval.bench_real import rouge_l
     from reverie.learner import Learner
-    from reverie.world.passages import load
 
     learner = Learner.load(model)
     bm = learner.bm
@@ -87,7 +89,7 @@ def run_real(model: str, n: int, seed: int, console: Console) -> None:
                   f"on {', '.join(learner.injector.target_names())}", highlight=False)
     tot = {"context": 0.0, "none": 0.0, "inject": 0.0}
     k = 0
-    for p in r.sample(load("test"), n):
+    for p in held_out_passages(bm, r, n, console):
         console.print(Panel(p.text, title=f"held-out passage: {p.title.replace('_', ' ')}", expand=False))
         qas = r.sample(p.qas, min(2, len(p.qas)))
         before = [(bm.answer(q, context=p.text), bm.answer(q)) for q, _ in qas]
@@ -106,5 +108,32 @@ def run_real(model: str, n: int, seed: int, console: Console) -> None:
             console.print(f"     passage in context   : {ctx}  [dim](ROUGE-L {s['context']:.2f})[/dim]", highlight=False)
             console.print(f"     no passage           : {none}  [dim](ROUGE-L {s['none']:.2f})[/dim]", highlight=False)
             console.print(f"     injected, no passage : {inj}  [dim](ROUGE-L {s['inject']:.2f})[/dim]", highlight=False)
-    console.print(f"\nMean ROUGE-L F1 over {k} questions: in context {tot['context'] / k:.2f}, "
+    console.print(f"\nMean ROUGE-L F1 over {k} question{'s' if k != 1 else ''}: in context {tot['context'] / k:.2f}, "
                   f"no passage {tot['none'] / k:.2f}, injected with no passage {tot['inject'] / k:.2f}.", highlight=False)
+
+
+def held_out_passages(bm: BaseModel, r: random.Random, n: int, console: Console) -> list[Passage]:
+    """``n`` held-out SQuAD passages; or, where the index does not offer them, ``n`` held-out
+    Wikipedia articles' openings (up to 384 tokens, whole sentences) with one question about
+    each subject, whose accepted answer is the opening sentence."""
+    from reverie.errors import DataUnavailable
+    from reverie.world import passages, wiki
+
+    try:
+        return r.sample(passages.load("test"), n)
+    except DataUnavailable as e:
+        console.print(f"[yellow]no SQuAD passages here ({e})[/yellow]", highlight=False)
+    console.print("Reading held-out Wikipedia articles instead (gensim's test dump): each is asked about "
+                  "its subject, and answers are scored on the article's opening sentence.", highlight=False)
+    out = []
+    for p in wiki.load("test"):
+        first = wiki.first_sentence(p.text)
+        if p.title.lower() not in first.lower():  # the opening does not define the subject
+            continue
+        ids = bm.tokenizer.encode(p.text, add_special_tokens=False)[:384]
+        text = str(bm.tokenizer.decode(ids))
+        text = text[: text.rfind(". ") + 1] or text  # whole sentences
+        who = "Who is" if re.search(r"\bborn\b|\d{4} – \d{1,2} ", first) else "What is"
+        subject = f"the {p.title}" if first.startswith(f"The {p.title}") else p.title
+        out.append(Passage(p.id, p.source, p.title, text, [(f"{who} {subject}?", [first])]))
+    return r.sample(out, min(n, len(out)))

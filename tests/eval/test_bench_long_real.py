@@ -13,6 +13,31 @@ def test_rouge_and_exact_match_take_the_best_accepted_answer():
     assert scores(["Carolina"], rows, "x")["rougeL_x"] == 0.0
 
 
+def test_injection_is_timed_on_squad_then_wikipedia_then_the_fallback_text(monkeypatch, tmp_path):
+    from reverie.errors import DataUnavailable
+    from reverie.eval import bench_real as br
+    from reverie.learner import Learner
+    from reverie.world import wiki
+    from reverie.world.passages import Passage
+
+    bm = Learner.load().bm
+
+    def gone(*a, **k):
+        raise DataUnavailable("not offered")
+
+    fallback = tmp_path / "README.md"
+    fallback.write_text("fallback " * 300)
+    monkeypatch.setattr(br, "load", lambda split: [Passage("a", "squad", "t", "squad text " * 300)])
+    assert br.timing_passage(bm, fallback, 64)[1] == "held-out test passages"
+    monkeypatch.setattr(br, "load", gone)
+    monkeypatch.setattr(wiki, "load", lambda split: [Passage("b", "wikipedia", "t", "wiki text " * 300)])
+    text, source = br.timing_passage(bm, fallback, 64)
+    assert source == "held-out Wikipedia articles" and "wiki" in text
+    assert len(bm.tokenizer.encode(text, add_special_tokens=False)) in (63, 64, 65)  # decode-encode may merge at the cut
+    monkeypatch.setattr(wiki, "load", gone)
+    assert br.timing_passage(bm, fallback, 64)[1] == "README.md"
+
+
 @pytest.mark.slow
 def test_bench_long_tiny(tmp_path):
     from reverie.eval import bench_long as bl

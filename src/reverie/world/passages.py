@@ -66,43 +66,51 @@ def _index_url() -> str:
     return os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
 
 
-def fetch(quiet: bool = False) -> Path:
-    """Download and extract the task files once; returns the data folder.
+def download_sdist(project: str, archive: str, sha256: str, dest: Path, quiet: bool = False) -> Path:
+    """``archive`` from the registry's simple index of ``project`` into ``dest`` (kept if a
+    copy with that sha256 is already there); every way it can fail is one line.
 
-    Why not ``pip download``: bigbench 1.0.0 is a source archive whose metadata step
-    declares a direct-URL dependency, which pip refuses before it saves anything. The same
-    file is taken from the registry's simple index instead and its sha256 checked."""
+    Why not ``pip download``: it builds a source archive's metadata first, which bigbench
+    1.0.0's direct-URL dependency and gensim's build requirements make fail before anything
+    is saved. The same file is taken from the simple index instead and its sha256 checked."""
+    if dest.is_file() and sha256_file(dest) == sha256:
+        return dest
+    index = f"{_index_url()}/{project}/"
+    instead = f"a copy of {archive} (sha256 {sha256}) placed at {dest} is used instead"
+    try:
+        page = urllib.request.urlopen(index, timeout=60).read().decode()
+    except OSError as e:
+        raise DataUnavailable(f"cannot reach {index} ({e}); {instead}") from e
+    links = re.findall(r'href="([^"]+)"', page)
+    url = next((u for u in links if archive in u), None)
+    if url is None:  # seen: an index that lists bigbench 0.0.1 alone
+        listed = ", ".join(sorted({u.split("#")[0].rsplit("/", 1)[-1] for u in links})) or "nothing"
+        raise DataUnavailable(f"{index} does not offer {archive} (it lists: {listed}); {instead}")
+    url = urllib.parse.urljoin(index, url.split("#")[0])
+    if not quiet:
+        print(f"fetching {url}", flush=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_suffix(".part")
+    try:
+        with urllib.request.urlopen(url, timeout=300) as r, part.open("wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+    except OSError as e:
+        raise DataUnavailable(f"cannot fetch {url} ({e}); {instead}") from e
+    if sha256_file(part) != sha256:
+        part.unlink()
+        raise ReverieError(f"{archive} from {index} does not match its sha256; not used")
+    part.rename(dest)
+    return dest
+
+
+def fetch(quiet: bool = False) -> Path:
+    """Download and extract the task files once; returns the data folder."""
     dest = data_dir()
     if (dest / "DONE").is_file():
         return dest
     dest.mkdir(parents=True, exist_ok=True)
-    tgz = dest.parent / ARCHIVE
-    if not tgz.is_file() or sha256_file(tgz) != SHA256:
-        index = f"{_index_url()}/bigbench/"
-        instead = f"a copy of {ARCHIVE} (sha256 {SHA256}) placed at {tgz} is used instead"
-        try:
-            page = urllib.request.urlopen(index, timeout=60).read().decode()
-        except OSError as e:
-            raise DataUnavailable(f"cannot reach {index} ({e}); {instead}") from e
-        links = re.findall(r'href="([^"]+)"', page)
-        url = next((u for u in links if ARCHIVE in u), None)
-        if url is None:  # seen: an index that lists bigbench 0.0.1 alone
-            listed = ", ".join(sorted({u.split("#")[0].rsplit("/", 1)[-1] for u in links})) or "nothing"
-            raise DataUnavailable(f"{index} does not offer {ARCHIVE} (it lists: {listed}); {instead}")
-        url = urllib.parse.urljoin(index, url.split("#")[0])
-        if not quiet:
-            print(f"fetching {url}", flush=True)
-        part = tgz.with_suffix(".part")
-        try:
-            with urllib.request.urlopen(url, timeout=300) as r, part.open("wb") as f:
-                while chunk := r.read(1 << 20):
-                    f.write(chunk)
-        except OSError as e:
-            raise DataUnavailable(f"cannot fetch {url} ({e}); {instead}") from e
-        if sha256_file(part) != SHA256:
-            part.unlink()
-            raise ReverieError(f"{ARCHIVE} from {index} does not match its sha256; not used")
-        part.rename(tgz)
+    tgz = download_sdist("bigbench", ARCHIVE, SHA256, dest.parent / ARCHIVE, quiet)
     with tarfile.open(tgz) as t:
         for name, member in (SQUAD | INSTRUCT).items():
             src = t.extractfile(TASKS + member)
