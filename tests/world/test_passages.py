@@ -1,6 +1,5 @@
 """Real passages: parsing, held-out split by article, fetching from a (local) index."""
 
-import hashlib
 import io
 import json
 import tarfile
@@ -24,7 +23,7 @@ def _instruct() -> dict:
     return {"examples": ex}
 
 
-def _archive(path) -> str:
+def _archive(path) -> None:
     titles = [f"Article_{i}" for i in range(40)]
     files = {k: _squad(titles if k == "squad" else [f"{k}_{i}" for i in range(3)]) for k in P.SQUAD}
     files |= {k: _instruct() for k in P.INSTRUCT}
@@ -34,25 +33,13 @@ def _archive(path) -> str:
             info = tarfile.TarInfo(P.TASKS + member)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture()
-def index(tmp_path, monkeypatch):
+def index(tmp_path, monkeypatch, serve):
     """A file:// package index holding a small archive shaped like bigbench's."""
-    simple = tmp_path / "simple" / "bigbench"
-    simple.mkdir(parents=True)
-    sha = _archive(simple / P.ARCHIVE)
-    (simple / "index.html").write_text(f'<a href="{P.ARCHIVE}#sha256={sha}">{P.ARCHIVE}</a>')
-    monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "simple").as_uri())
-    monkeypatch.setenv("REVERIE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(P, "SHA256", sha)
-    orig = P.urllib.request.urlopen
-    # A file:// folder URL lists the folder; a registry serves index.html there.
-    monkeypatch.setattr(P.urllib.request, "urlopen",
-                        lambda url, timeout=None: orig(url + ("index.html" if url.endswith("/") else ""), timeout=timeout))
+    monkeypatch.setattr(P, "SHA256", serve("bigbench", P.ARCHIVE, _archive))
     return tmp_path
-
 
 
 def test_fetch_splits_and_parsing(index):

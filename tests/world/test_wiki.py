@@ -2,7 +2,6 @@
 fetching gensim's archive from a (local) index."""
 
 import bz2
-import hashlib
 import io
 import tarfile
 
@@ -53,23 +52,17 @@ def test_markup_becomes_prose_and_only_articles_are_kept():
 
 
 @pytest.fixture()
-def index(tmp_path, monkeypatch):
+def index(tmp_path, monkeypatch, serve):
     """A file:// package index holding a small archive shaped like gensim's."""
-    simple = tmp_path / "simple" / "gensim"
-    simple.mkdir(parents=True)
-    data = _dump([f"Town_{i}" for i in range(30)])
-    with tarfile.open(simple / W.ARCHIVE, "w:gz") as t:
-        info = tarfile.TarInfo(W.DUMP)
-        info.size = len(data)
-        t.addfile(info, io.BytesIO(data))
-    sha = hashlib.sha256((simple / W.ARCHIVE).read_bytes()).hexdigest()
-    (simple / "index.html").write_text(f'<a href="{W.ARCHIVE}#sha256={sha}">{W.ARCHIVE}</a>')
-    monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "simple").as_uri())
-    monkeypatch.setenv("REVERIE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(W, "SHA256", sha)
-    orig = P.urllib.request.urlopen
-    monkeypatch.setattr(P.urllib.request, "urlopen",
-                        lambda url, timeout=None: orig(url + ("index.html" if url.endswith("/") else ""), timeout=timeout))
+
+    def write(path):
+        data = _dump([f"Town_{i}" for i in range(30)])
+        with tarfile.open(path, "w:gz") as t:
+            info = tarfile.TarInfo(W.DUMP)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+
+    monkeypatch.setattr(W, "SHA256", serve("gensim", W.ARCHIVE, write))
     return tmp_path
 
 
