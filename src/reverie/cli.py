@@ -26,7 +26,7 @@ from reverie.cli_common import (  # noqa: F401  (default_memory, JsonOpt: re-exp
 from reverie.cli_recipes import bench_app, eval_app, train_app
 from reverie.errors import ReverieError
 
-app = typer.Typer(help="reverie: a language model that learns from what it reads.",
+app = typer.Typer(help="reverie: a language model that learns from what it reads.", rich_markup_mode="markdown",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 world_app = typer.Typer(help="The synthetic knowledge world.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
@@ -80,7 +80,7 @@ def data_fetch(as_json: JsonOpt = False) -> None:
     1.0.0's source archive, whose SQuAD-shifts, Quoref and DROP task files are kept.
 
     Where the package index does not offer an archive, a copy placed at
-    ~/.cache/reverie/data/<archive> (or $REVERIE_CACHE/data/...) is used. The articles
+    ~/.cache/reverie/data/ under its own name (or in $REVERIE_CACHE/data/) is used. The articles
     are kept even when the passages cannot be had (the exit status is then 1)."""
     from reverie.errors import DataUnavailable
     from reverie.world import passages as P
@@ -419,9 +419,15 @@ def report(results: Annotated[Path, typer.Option("--results", help="Folder of be
 # ---- demo -------------------------------------------------------------------------------
 @app.command()
 @friendly
-def demo(model: ModelOpt = None, n: Annotated[int, typer.Option(min=1, help="People to show.")] = 2,
+def demo(model: ModelOpt = None,
+         n: Annotated[int, typer.Option(min=1, help="People (or, with --model smollm2, passages) to show.")] = 2,
          seed: SeedOpt = 0) -> None:
-    """Show the embedded model reading held-out biographies: right in context, lost without."""
+    """Show a model reading held-out text: right in context, lost without, and again after the
+    text is injected into its weights and dropped from the context.
+
+    The embedded model reads held-out biographies. With --model smollm2 it reads held-out
+    SQuAD passages (scored by ROUGE-L), or, where the package index does not offer them,
+    held-out Wikipedia articles asked about their subject."""
     from reverie.demo import run
 
     run(model, n, seed, out)
