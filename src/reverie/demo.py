@@ -125,15 +125,15 @@ def held_out_passages(bm: BaseModel, r: random.Random, n: int, console: Console)
         console.print(f"[yellow]no SQuAD passages here ({e})[/yellow]", highlight=False)
     console.print("Reading held-out Wikipedia articles instead (gensim's test dump): each is asked about "
                   "its subject, and answers are scored on the article's opening sentence.", highlight=False)
+    # Only articles whose opening defines their subject; only the sampled ones are cut.
+    defined = [p for p in wiki.load("test") if p.title.lower() in wiki.first_sentence(p.text).lower()]
     out = []
-    for p in wiki.load("test"):
+    for p in r.sample(defined, min(n, len(defined))):
         first = wiki.first_sentence(p.text)
-        if p.title.lower() not in first.lower():  # the opening does not define the subject
-            continue
         ids = bm.tokenizer.encode(p.text, add_special_tokens=False)[:384]
         text = str(bm.tokenizer.decode(ids))
         text = text[: text.rfind(". ") + 1] or text  # whole sentences
         who = "Who is" if re.search(r"\bborn\b|\d{4} – \d{1,2} ", first) else "What is"
         subject = f"the {p.title}" if first.startswith(f"The {p.title}") else p.title
         out.append(Passage(p.id, p.source, p.title, text, [(f"{who} {subject}?", [first])]))
-    return r.sample(out, min(n, len(out)))
+    return out

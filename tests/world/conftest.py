@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from reverie.world import passages as P
+
+
+def tar_gz(path: Path, members: dict[str, bytes]) -> None:
+    """A gzipped tar archive at ``path`` holding ``members`` (name: contents)."""
+    with tarfile.open(path, "w:gz") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
 
 
 @pytest.fixture()

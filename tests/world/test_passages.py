@@ -1,13 +1,12 @@
 """Real passages: parsing, held-out split by article, fetching from a (local) index."""
 
-import io
 import json
-import tarfile
 
 import pytest
 
 from reverie.errors import DataUnavailable, ReverieError
 from reverie.world import passages as P
+from tests.world.conftest import tar_gz
 
 
 def _squad(titles: list[str]) -> dict:
@@ -27,12 +26,7 @@ def _archive(path) -> None:
     titles = [f"Article_{i}" for i in range(40)]
     files = {k: _squad(titles if k == "squad" else [f"{k}_{i}" for i in range(3)]) for k in P.SQUAD}
     files |= {k: _instruct() for k in P.INSTRUCT}
-    with tarfile.open(path, "w:gz") as t:
-        for name, member in (P.SQUAD | P.INSTRUCT).items():
-            data = json.dumps(files[name]).encode()
-            info = tarfile.TarInfo(P.TASKS + member)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
+    tar_gz(path, {P.TASKS + member: json.dumps(files[name]).encode() for name, member in (P.SQUAD | P.INSTRUCT).items()})
 
 
 @pytest.fixture()

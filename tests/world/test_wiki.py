@@ -3,13 +3,13 @@ fetching gensim's archive from a (local) index."""
 
 import bz2
 import io
-import tarfile
 
 import pytest
 
 from reverie.errors import DataUnavailable, ReverieError
 from reverie.world import passages as P
 from reverie.world import wiki as W
+from tests.world.conftest import tar_gz
 
 NS = "http://www.mediawiki.org/xml/export-0.10/"
 PROSE = ("{name} is a made-up town on a river, founded by weavers who came down from the hills "
@@ -55,13 +55,7 @@ def test_markup_becomes_prose_and_only_articles_are_kept():
 def index(tmp_path, monkeypatch, serve):
     """A file:// package index holding a small archive shaped like gensim's."""
 
-    def write(path):
-        data = _dump([f"Town_{i}" for i in range(30)])
-        with tarfile.open(path, "w:gz") as t:
-            info = tarfile.TarInfo(W.DUMP)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-
+    write = lambda path: tar_gz(path, {W.DUMP: _dump([f"Town_{i}" for i in range(30)])})  # noqa: E731
     monkeypatch.setattr(W, "SHA256", serve("gensim", W.ARCHIVE, write))
     return tmp_path
 

@@ -145,7 +145,7 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
             t_inj.append(time.perf_counter() - t0)
             t_fwd.append(forward_time(bm, text))
         out["inject_s"] = round(statistics.median(t_inj), 5)
-        out["read_dtype"] = str(hyper_inj.reading_dtype).removeprefix("torch.")
+        out["read_dtype"] = hyper_inj.reading_name
         out["forward_s"] = round(statistics.median(t_fwd), 5)
         out["inject_ratio"] = round(statistics.median(a / b for a, b in zip(t_inj, t_fwd, strict=True)), 3)
         ad = next(iter(adapters.values()))

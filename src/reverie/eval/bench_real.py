@@ -154,7 +154,7 @@ def run(bm: BaseModel, inj: HyperInjector, seed: int = 0, n_passages: int = 100,
             t_fwd.append(forward_time(bm, long, reps=3))
         out["inject_s_512"] = round(statistics.median(t_inj), 4)
         # The forward pass is float32 (what answers run in); injection reads in read_dtype.
-        out["read_dtype"] = str(inj.reading_dtype).removeprefix("torch.")
+        out["read_dtype"] = inj.reading_name
         out["forward_s_512"] = round(statistics.median(t_fwd), 4)
         out["inject_ratio"] = round(statistics.median(a / b for a, b in zip(t_inj, t_fwd, strict=True)), 3)
         ad = next(iter(adapters.values()))

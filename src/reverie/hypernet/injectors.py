@@ -114,6 +114,11 @@ class HyperInjector(Injector):
             return torch.bfloat16 if native_bf16(next(self.bm.model.parameters()).device) else torch.float32
         return torch.bfloat16 if self.read_dtype == "bfloat16" else torch.float32
 
+    @property
+    def reading_name(self) -> str:
+        """``reading_dtype`` as adapters and benchmarks record it: float32 or bfloat16."""
+        return str(self.reading_dtype).removeprefix("torch.")
+
     def n_tokens(self, text: str) -> int:
         return len(self.bm.tokenizer.encode(text, add_special_tokens=False))
 
@@ -158,20 +163,19 @@ class HyperInjector(Injector):
         from reverie.hypernet.train import read_docs
 
         out = []
+        dtype, meta_read = self.reading_dtype, {"bias_rank": self.hyper.cfg.bias_rank, "read_dtype": self.reading_name}
         # A few documents per forward: the activations read (and the target inputs kept
         # for the key path) grow as documents x layers x tokens x width, gigabytes for a
         # hundred real passages at once.
         for k in range(0, len(texts), self.batch):
             chunk = texts[k : k + self.batch]
             t0 = time.perf_counter()
-            dtype = self.reading_dtype
             hidden, pad, ins = read_docs(self.bm, chunk, self.hyper.key_targets, dtype)
             f, bias = self.hyper(hidden, pad, ins)
             for i, text in enumerate(chunk):
                 fac = {t: (torch.cat([A[i], bias[t][0]], -2).clone(), torch.cat([B[i], bias[t][1]], -1).clone())
                        for t, (A, B) in f.items()}
-                meta = self._meta(text, t0) | {"bias_rank": self.hyper.cfg.bias_rank, "read_dtype": str(dtype).removeprefix("torch.")}
-                out.append(Adapter(fac, self.scale, layer_prefix(self.bm.model), meta))
+                out.append(Adapter(fac, self.scale, layer_prefix(self.bm.model), self._meta(text, t0) | meta_read))
         return out
 
 
