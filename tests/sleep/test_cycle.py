@@ -126,3 +126,30 @@ def test_transfer_moves_last_nights_items_into_replay(tmp_path, stream):
     assert set(first) <= set(replays[-1]["covered"])
     assert rep["transferred"] == len(first)
     learner.close()
+
+
+def test_replay_draws_the_same_rows_whatever_ids_the_items_get(tmp_path, stream, monkeypatch):
+    """Item ids are random (uuid4); a seed's replay must not depend on how they sort."""
+    import itertools
+    import uuid
+
+    from reverie.sleep import cycle
+
+    drawn: list[list] = []
+    real = cycle.replay_rows
+    monkeypatch.setattr(cycle, "replay_rows", lambda *a, **k: drawn.append(rows := real(*a, **k)) or rows)
+    runs = []
+    for name, step in (("rising", 1), ("falling", -1)):
+        count = itertools.count(1 << 20, step)  # ids that sort in the order given, then against it
+        monkeypatch.setattr(uuid, "uuid4", lambda c=count: uuid.UUID(int=next(c) << 80))
+        drawn.clear()
+        learner = Learner.load(memory=tmp_path / name)
+        learner._guard = None
+        for day in stream.days[:3]:
+            for o in day.observations:
+                learner.read(o.text)
+            learner.sleep(replay_steps=1)
+        learner.close()
+        runs.append(list(drawn))
+    assert len(runs[0]) >= 2 and all(runs[0])  # replay ran on several nights
+    assert runs[0] == runs[1]

@@ -317,14 +317,16 @@ def replay_rows(learner: Learner, mem: Memory, cfg: SleepConfig, new_owners: set
         for owner, p in entries:
             by_owner.setdefault(owner, []).append(p)
     r = random.Random(f"{cfg.seed}|{mem.state['ledger_lines']}")
+    # Owners in ledger order, not sorted: item ids are random (uuid4), so sorting them made the
+    # sample, and every night after it, differ from run to run under one seed.
     rows = []
-    for o in sorted(new_owners):
+    for o in (o for o in by_owner if o in new_owners):
         facts: dict[str, list[Probe]] = {}
         for p in by_owner.get(o, []):
             facts.setdefault(p.key, []).append(p)
         for ps in facts.values():
             rows += [(p.question, p.answer) for p in r.sample(ps, min(cfg.phrasings, len(ps)))]
-    earlier = sorted(o for o in by_owner if o not in new_owners)
+    earlier = [o for o in by_owner if o not in new_owners]
     for o in r.sample(earlier, min(cfg.replay_items, len(earlier))):
         keys: dict[str, list[Probe]] = {}
         for p in by_owner[o]:
