@@ -317,12 +317,12 @@ def replay_rows(learner: Learner, mem: Memory, cfg: SleepConfig, new_owners: set
         for owner, p in entries:
             by_owner.setdefault(owner, []).append(p)
     r = random.Random(f"{cfg.seed}|{mem.state['ledger_lines']}")
-    # Owners in ledger order, not sorted: item ids are random (uuid4), so sorting them made the
-    # sample, and every night after it, differ from run to run under one seed.
+    # Owners in the probe index's order, which the ledger fixes, not sorted: item ids are random
+    # (uuid4), so sorting them made the sample, and every night after it, differ from run to run.
     rows = []
     for o in (o for o in by_owner if o in new_owners):
         facts: dict[str, list[Probe]] = {}
-        for p in by_owner.get(o, []):
+        for p in by_owner[o]:
             facts.setdefault(p.key, []).append(p)
         for ps in facts.values():
             rows += [(p.question, p.answer) for p in r.sample(ps, min(cfg.phrasings, len(ps)))]
