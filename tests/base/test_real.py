@@ -4,8 +4,7 @@ import importlib.util
 
 import pytest
 
-from reverie.base import real
-from reverie.base.model import BaseModel
+from reverie.base.model import BaseModel, resolve
 from reverie.base.prompt import ChatFormat, PromptFormat
 from reverie.errors import ModelLoadError
 
@@ -45,5 +44,5 @@ def test_named_model_missing_package_says_how_to_install(monkeypatch, tmp_path):
 
 
 def test_paths_pass_through(tmp_path):
-    assert real.resolve(tmp_path) == tmp_path
-    assert real.resolve(None).name == "default"
+    assert resolve(tmp_path) == tmp_path
+    assert resolve(None).name == "default"

@@ -47,7 +47,7 @@ def test_markup_becomes_prose_and_only_articles_are_kept():
     a = arts[0]
     paras = a.text.split("\n\n")
     assert paras == [PROSE.format(name="Town_0"), f"In the cold season the river froze and {PROSE.format(name='the town')}"]
-    assert a.source == "wikipedia" and a.qas == [] and a.id == P._pid(a.text)
+    assert a.source == "wikipedia" and a.qas == [] and a.id == P.passage_id(a.text)
     assert W.first_sentence(a.text) == PROSE.format(name="Town_0")
 
 

@@ -22,7 +22,7 @@ import torch
 
 from reverie.base.prompt import answer_text, closed_prompt
 from reverie.world import ATTRIBUTES, QA, Person, World
-from reverie.world.generator import FORMS, _rng
+from reverie.world.generator import FORMS, rng
 from reverie.world.templates import NEEDLE_QUESTION, UNKNOWN_ANSWER
 
 IGNORE = -100
@@ -124,7 +124,7 @@ def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
     ``p_needle`` / ``p_unknown``: shares of segments that are needle episodes / closed-book
     segments with people never read about (drawn first, and only when positive, so a
     recipe without them sees the same batches as before they existed)."""
-    r = _rng(seed, "batch", str(step))
+    r = rng(seed, "batch", str(step))
     skill = seg.world.skill_people(r.getrandbits(31))
     base = seg.world.base
     pad = seg.tok.pad_token_id
@@ -153,3 +153,20 @@ def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
         cur_i += ids
         cur_l += lab
     return torch.tensor(out_i), torch.tensor(out_l)
+
+
+def pad_rows(rows: list[Segment], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, labels) segments right-padded to the longest into two (N, T) tensors: ids with
+    ``pad_id``, labels with :data:`IGNORE`."""
+    width = max(len(i) for i, _ in rows)
+    ids = torch.tensor([i + [pad_id] * (width - len(i)) for i, _ in rows])
+    lab = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in rows])
+    return ids, lab
+
+
+def logits_at(logits: torch.Tensor, lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits predicting each labelled token, and those tokens: (K, V), (K,). Labels
+    align with the input ids, so position t's logits predict label t+1."""
+    tgt = lab[:, 1:]
+    m = tgt != IGNORE
+    return logits[:, :-1][m], tgt[m]

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from reverie.base.prompt import PromptFormat, format_for
+from reverie.base.real import NAMED, convert
 from reverie.errors import InputError, ModelLoadError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default"
@@ -25,6 +26,16 @@ def decode_input(text: str | bytes) -> str:
     if isinstance(text, bytes):
         return text.decode("utf-8", errors="replace")
     return text
+
+
+def resolve(path: str | Path | None) -> Path:
+    """A model directory for ``path``: the embedded default for None, the converted cache
+    for a name in :data:`reverie.base.real.NAMED`, else the path itself."""
+    if path is None:
+        return DEFAULT_MODEL_DIR
+    if str(path) in NAMED:
+        return convert(str(path))
+    return Path(path)
 
 
 @dataclass
@@ -59,8 +70,6 @@ class BaseModel:
         """Load from ``path`` (default: the embedded model; a name in
         :data:`reverie.base.real.NAMED` loads that model from its local cache, converting
         it on first use). Raises :class:`ModelLoadError`."""
-        from reverie.base.real import resolve
-
         p = resolve(path)
         if not p.is_dir():
             raise ModelLoadError(f"model path not found: {p}")

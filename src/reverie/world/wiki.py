@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import IO
 
 from reverie.errors import ReverieError
+from reverie.paths import cache_root
 from reverie.utils import read_jsonl
-from reverie.world.passages import Passage, _pid, download_sdist, held_out
+from reverie.world.passages import Passage, download_sdist, held_out, passage_id
 
 ARCHIVE = "gensim-4.4.0.tar.gz"
 SHA256 = "a3f5b626da5518e79a479140361c663089fe7998df8ba52d56e1ded71ac5bdf5"
@@ -38,8 +39,6 @@ MIN_PARAGRAPH = 100
 
 
 def data_dir() -> Path:
-    from reverie.base.real import cache_root
-
     return cache_root() / "data" / "wiki"
 
 
@@ -76,7 +75,7 @@ def parse(xml: IO[bytes]) -> Iterator[Passage]:
             continue
         text = plain(wikitext)
         if text.count("\n\n") >= 1:
-            yield Passage(_pid(text), "wikipedia", title, text)
+            yield Passage(passage_id(text), "wikipedia", title, text)
 
 
 def plain(wikitext: str) -> str:
@@ -112,7 +111,7 @@ def load(split: str = "all", quiet: bool = True) -> list[Passage]:
         raise ReverieError(f"unknown split {split!r}: one of {', '.join(SPLITS)}")
     path = fetch(quiet) / "articles.jsonl"
     try:
-        out = [Passage(_pid(r["text"]), "wikipedia", r["title"], r["text"]) for r in read_jsonl(path)]
+        out = [Passage(passage_id(r["text"]), "wikipedia", r["title"], r["text"]) for r in read_jsonl(path)]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ReverieError(f"{path} is damaged ({type(e).__name__}: {e}); delete it and it is fetched again") from None
     return [p for p in out if split == "all" or held_out(p.title) == (split == "test")]
