@@ -26,9 +26,10 @@ from collections import defaultdict
 
 import torch
 
+from reverie.base.qa import ask, score
 from reverie.eval.bench_qa import injected_set, locality_set
-from reverie.eval.qa import ask, ask_injected, score
 from reverie.hypernet.adapter import Adapter
+from reverie.hypernet.qa import ask_injected
 from reverie.hypernet.store import load_hypernet
 from reverie.learner import Learner
 from reverie.world import World, WorldConfig

@@ -41,7 +41,7 @@ if name in NAMED:
 
     text, source = timing_passage(bm, Path(__file__).resolve().parent.parent / "README.md")
 else:
-    from reverie.eval.qa import documents
+    from reverie.base.qa import documents
     from reverie.world import World
 
     w = World()

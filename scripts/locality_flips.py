@@ -28,11 +28,12 @@ from collections import Counter
 
 import torch
 
+from reverie.base.metrics import abstains
+from reverie.base.qa import ask
 from reverie.eval.bench_qa import injected_set, locality_set
-from reverie.eval.metrics import abstains
-from reverie.eval.qa import ask, ask_injected
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.lora import applied
+from reverie.hypernet.qa import ask_injected
 from reverie.learner import Learner
 from reverie.world import World, WorldConfig
 

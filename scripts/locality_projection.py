@@ -17,8 +17,8 @@ import time
 
 import torch
 
+from reverie.base.qa import ask, sample_questions
 from reverie.eval import bench_qa
-from reverie.eval.qa import ask, sample_questions
 from reverie.hypernet.adapter import Adapter
 from reverie.learner import Learner
 from reverie.world import World, WorldConfig

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from reverie.base.model import BaseModel
-from reverie.eval.qa import ask, documents, score
+from reverie.base.qa import ask, documents, score
 from reverie.world import ATTRIBUTES, QA, World, WorldConfig
 
 

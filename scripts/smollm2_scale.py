@@ -22,7 +22,7 @@ from smollm2_data import val_and_pool  # noqa: E402
 
 from reverie.base.model import Generation  # noqa: E402
 from reverie.eval.bench_real import Row, scores  # noqa: E402
-from reverie.eval.qa import ask_injected  # noqa: E402
+from reverie.hypernet.qa import ask_injected  # noqa: E402
 from reverie.learner import Learner  # noqa: E402
 
 torch.set_num_threads(2)

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 @pytest.fixture()
 def bios(tmp_path):
-    from reverie.eval.qa import documents
+    from reverie.base.qa import documents
     from reverie.world import World
 
     w = World()

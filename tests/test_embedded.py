@@ -59,8 +59,8 @@ def test_demo_runs():
 
 def test_learner_inject_then_answer_without_context():
     pytest.importorskip("reverie.learner")
-    from reverie.eval.metrics import exact_match
-    from reverie.eval.qa import documents, sample_questions
+    from reverie.base.metrics import exact_match
+    from reverie.base.qa import documents, sample_questions
     from reverie.learner import Learner
     from reverie.world import World
 

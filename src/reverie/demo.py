@@ -11,9 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.panel import Panel
 
+from reverie.base.metrics import abstains, exact_match
 from reverie.base.model import BaseModel
-from reverie.eval.metrics import abstains, exact_match
-from reverie.eval.qa import documents, sample_questions
+from reverie.base.qa import documents, sample_questions
 from reverie.world import World
 from reverie.world.passages import Passage
 

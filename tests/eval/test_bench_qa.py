@@ -42,7 +42,7 @@ def test_another_slice_of_people_is_a_second_sample_and_a_slice_past_the_world_i
 
 
 def test_score_keys_never_collide():
-    from reverie.eval.qa import Score
+    from reverie.base.qa import Score
 
     for prefix, f1 in (("acc_inject", "f1_inject"), ("generalization", "f1_generalization")):
         d = Score(0.5, 0.75, 4, {}).as_dict(prefix)

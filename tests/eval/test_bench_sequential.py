@@ -50,7 +50,7 @@ def test_paired_latency_keeps_each_questions_fastest_time(monkeypatch):
 def test_equal_length_latency_times_the_same_number_of_tokens_both_ways(tmp_path):
     # The routed ratio compares answers of one length: each question's answer from memory
     # sets it, and the plain answer is made to generate exactly as many tokens.
-    from reverie.eval.qa import documents, sample_questions
+    from reverie.base.qa import documents, sample_questions
     from reverie.memory import routed
     from reverie.world import World, WorldConfig
 

@@ -5,9 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reverie.base.model import BaseModel
-from reverie.eval.qa import _stacked
 from reverie.hypernet.chunks import combine, concat_ranks, split_chunks, svd_ranks
 from reverie.hypernet.injectors import HyperInjector
+from reverie.hypernet.qa import stack_adapters
 from tests.hypernet.test_hypernet import _random_hyper
 
 WORDS = lambda s: len(s.split())  # noqa: E731 - a stand-in token count
@@ -57,7 +57,7 @@ def test_long_document_is_chunked_and_combined(tiny_llama_dir):
     short = HyperInjector(bm, h).inject(bio)
     assert "chunks" not in short.meta and short.rank == 8
     # One batch may mix a short document's adapter with a long one's (ranks padded, scales folded).
-    mixed = _stacked([short, ad])
+    mixed = stack_adapters([short, ad])
     A, B = mixed["mlp.down_proj"]
     assert A.shape[1:3] == (bm.n_layers, 8) and B.shape[-1] == 8
     d0 = short.scale * short.factors["mlp.down_proj"][1] @ short.factors["mlp.down_proj"][0]

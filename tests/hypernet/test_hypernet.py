@@ -5,8 +5,8 @@ from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
 from reverie.hypernet.lora import applied, merge
 from reverie.hypernet.model import HyperNetwork
+from reverie.hypernet.reading import read_docs
 from reverie.hypernet.store import build_config, load_hypernet, save_hypernet
-from reverie.hypernet.train import read_docs
 
 DOC = "Ada Lovelace was born in London. She works for Babbage and Sons."
 

@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from reverie.hypernet import train
+from reverie.hypernet.reading import input_norm, read_docs
 from reverie.hypernet.store import GROW_SCALE
 from tests.conftest import template_pattern
 
@@ -193,7 +194,7 @@ def test_mined_locality_rows_are_the_candidates_nearest_to_flipping(tiny_llama_d
     d0, d = plain.data(3), step.data(3)
     assert all(d0[k] == d[k] for k in ("docs", "student", "local"))  # mining draws from its own stream
     assert d0["mine"] == [] and [g for g, _ in d["mine"]] == [0] * 5 + [1] * 5
-    hidden, pad, ins = train.read_docs(bm, d["docs"], hyper.key_targets)
+    hidden, pad, ins = read_docs(bm, d["docs"], hyper.key_targets)
     f, bias = hyper(hidden, pad, ins)
     n = len(d["docs"])  # groups of one: each document's factors beside the bias adapter, as loss() builds them
     row_f = concat([f, {t: (a[None].expand(n, -1, -1, -1), b[None].expand(n, -1, -1, -1)) for t, (a, b) in bias.items()}])
@@ -229,7 +230,7 @@ def test_read_docs_hidden_states_match_the_whole_models_pass(tiny_llama_dir):
 
     bm = BaseModel.load(str(tiny_llama_dir))
     docs = ["Ada Lovelace was born in London.", "A longer second document, so that the first one is padded."]
-    hidden, pad, ins = train.read_docs(bm, docs, ("mlp.down_proj",))
+    hidden, pad, ins = read_docs(bm, docs, ("mlp.down_proj",))
     for i, d in enumerate(docs):
         ids = torch.tensor([bm.encode(bm.format.document(d))])
         with torch.no_grad():
@@ -237,7 +238,7 @@ def test_read_docs_hidden_states_match_the_whole_models_pass(tiny_llama_dir):
         n = ids.shape[1]
         assert not pad[i, :n].any() and pad[i, n:].all()
         for layer in range(bm.n_layers):
-            want = train.input_norm(bm.model, layer)(hs[layer][0])
+            want = input_norm(bm.model, layer)(hs[layer][0])
             torch.testing.assert_close(hidden[i, layer, :n], want, rtol=1e-4, atol=1e-5)
     assert ins["mlp.down_proj"].shape[:2] == (2, bm.n_layers)
 

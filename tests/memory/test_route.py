@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reverie.eval.qa import ask_injected
 from reverie.hypernet.adapter import Adapter
+from reverie.hypernet.qa import ask_injected
 from reverie.learner import Learner
 from reverie.memory.route import KeyRouter, chunk_keys, key_phrases, phrases
 from reverie.world import World

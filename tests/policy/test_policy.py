@@ -100,9 +100,9 @@ def test_oracle_beats_random_on_a_fixed_stream(tiny_tables):
 def test_tables_match_live_routing_and_answers(learner, tiny_tables):
     """One memory state scored from the tables equals the live bank: route each question
     with the ActivationRouter, answer with ask_injected under the routed adapter."""
-    from reverie.eval.metrics import exact_match
-    from reverie.eval.qa import ask_injected
+    from reverie.base.metrics import exact_match
     from reverie.hypernet.adapter import Adapter
+    from reverie.hypernet.qa import ask_injected
     from reverie.memory.route import ActivationRouter
 
     t = tiny_tables[0]

@@ -22,11 +22,11 @@ from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from reverie.base.data import Segmenter, batch
+from reverie.base.metrics import abstain_rate
 from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation
+from reverie.base.qa import ask, documents, sample_questions, score, skill_validation
 from reverie.base.tokenizer import load_tokenizer, train_tokenizer
 from reverie.errors import ReverieError
-from reverie.eval.metrics import abstain_rate
-from reverie.eval.qa import ask, documents, sample_questions, score, skill_validation
 from reverie.utils import (
     atomic_write_text,
     load_train_state,

@@ -16,9 +16,9 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from reverie.base.metrics import abstain_rate, exact_match
 from reverie.base.model import BaseModel
-from reverie.eval.metrics import abstain_rate, exact_match
-from reverie.eval.qa import ask, documents, sample_questions, score
+from reverie.base.qa import ask, documents, sample_questions, score
 from reverie.world import Person, World, WorldConfig
 
 

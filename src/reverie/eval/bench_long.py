@@ -38,12 +38,13 @@ from typing import Any
 import torch
 
 from reverie.base.model import BaseModel
+from reverie.base.qa import ask, documents, sample_questions, score
 from reverie.eval.bench_qa import retrieve
-from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.chunks import combine
 from reverie.hypernet.injectors import HyperInjector
 from reverie.hypernet.lora import applied
+from reverie.hypernet.qa import ask_injected
 from reverie.learner import Learner
 from reverie.memory.route import KeyRouter, chunk_keys, subject_chunks
 from reverie.utils import progress

@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
+from reverie.base.metrics import abstain_rate
 from reverie.base.model import BaseModel
+from reverie.base.qa import ask, documents, sample_questions, score
 from reverie.errors import InputError
-from reverie.eval.metrics import abstain_rate
-from reverie.eval.qa import ask, ask_injected, documents, sample_questions, score
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
+from reverie.hypernet.qa import ask_injected
 from reverie.utils import progress
 from reverie.world import QA, World, WorldConfig
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reverie.base.metrics import exact_match, token_f1
 from reverie.base.model import BaseModel, Generation
 from reverie.errors import DataUnavailable
 from reverie.eval.bench_qa import forward_time, retrieve
-from reverie.eval.metrics import exact_match, token_f1
-from reverie.eval.qa import ask_injected
 from reverie.hypernet.injectors import DistillInjector, HyperInjector
+from reverie.hypernet.qa import ask_injected
 from reverie.utils import progress
 from reverie.world.passages import Passage, load
 

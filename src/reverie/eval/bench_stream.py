@@ -23,9 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from reverie.base.metrics import exact_match
 from reverie.base.model import BaseModel
-from reverie.eval.metrics import exact_match
-from reverie.eval.qa import ask_injected, score
+from reverie.base.qa import score
+from reverie.hypernet.qa import ask_injected
 from reverie.world import ATTRIBUTES, World
 from reverie.world.stream import StreamConfig, make_stream
 

@@ -160,7 +160,7 @@ class HyperInjector(Injector):
 
     @torch.no_grad()
     def _read(self, texts: list[str]) -> list[Adapter]:
-        from reverie.hypernet.train import read_docs
+        from reverie.hypernet.reading import read_docs
 
         out = []
         dtype, meta_read = self.reading_dtype, {"bias_rank": self.hyper.cfg.bias_rank, "read_dtype": self.reading_name}

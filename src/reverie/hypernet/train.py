@@ -3,7 +3,7 @@
 Student: the frozen base model plus the emitted adapter, no document in context.
 Teacher: the same base model with the document in context. Loss on question-answer
 tokens = KL(teacher || student) + ``ce`` x cross-entropy on gold answers. To make adapters
-*compose* and stay *local* (the single-document trap in design.md), each step groups
+*compose* and stay *local* (the single-document trap in docs/design.md), each step groups
 documents whose adapters are summed (rank-concatenated) and asks about every person in
 the group, and adds a KL-to-base term on questions about people not in the group.
 Runs single-process, or multi-process with torchrun (DDP over gloo on CPU).
@@ -21,11 +21,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from reverie.base.data import IGNORE, Segmenter
+from reverie.base.data import IGNORE, Segmenter, logits_at, pad_rows
 from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation
 from reverie.base.prompt import document_prefix
-from reverie.hypernet.lora import applied, concat, layers_of, target_module
+from reverie.base.qa import ask, documents, sample_questions, score, skill_validation
+from reverie.hypernet.adapter import Adapter
+from reverie.hypernet.injectors import HyperInjector
+from reverie.hypernet.lora import applied, concat
 from reverie.hypernet.model import HyperConfig, HyperNetwork, fingerprint
+from reverie.hypernet.qa import ask_injected
+from reverie.hypernet.reading import read_docs
 from reverie.hypernet.store import build_config, resume_or_init, save_hypernet
 from reverie.utils import (
     manifest_stages,
@@ -34,7 +39,7 @@ from reverie.utils import (
     warmup_cosine,
 )
 from reverie.world import ATTRIBUTES, Person, World, WorldConfig
-from reverie.world.generator import _rng
+from reverie.world.generator import rng
 from reverie.world.templates import NEEDLE_QUESTION
 
 
@@ -187,61 +192,8 @@ def lr_at(step: int, rc: HyperRecipe) -> float:
     return warmup_cosine(step, rc.lr, rc.warmup, rc.steps)
 
 
-def read_docs(bm: BaseModel, docs: list[str], targets: tuple[str, ...] = (), dtype: torch.dtype = torch.float32
-              ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Hidden states entering each layer over each document's prefix, and what each
-    target module received there; with ``dtype`` bfloat16 the backbone runs under autocast
-    (see ``HyperInjector.read_dtype``), and what is returned is float32 all the same.
-
-    Returns hidden (N, L, T, d), pad (N, T) (True at padding), {target: (N, L, T, d_in)}."""
-    seqs = [bm.encode(bm.format.document(d))[: bm.max_length] for d in docs]
-    width = max(len(s) for s in seqs)
-    ids = torch.tensor([s + [bm.tokenizer.pad_token_id] * (width - len(s)) for s in seqs])
-    pad = torch.tensor([[False] * len(s) + [True] * (width - len(s)) for s in seqs])
-    seen: dict[tuple[str, int], torch.Tensor] = {}
-    handles = [target_module(bm.model, i, t).register_forward_pre_hook(
-        lambda _m, a, key=(t, i): seen.__setitem__(key, a[0].detach().float())) for t in targets for i in range(bm.n_layers)]
-    device = next(bm.model.parameters()).device
-    try:
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            # The backbone alone (transformers' ``base_model``): the hidden states are all that is
-            # read, and the output head over the vocabulary was ~17% of the embedded model's pass.
-            hs = bm.model.base_model(ids.to(device), attention_mask=(~pad).long().to(device),
-                                     output_hidden_states=True).hidden_states
-    finally:
-        for h in handles:
-            h.remove()
-    hs = [h.float() for h in hs]
-    ins = {t: torch.stack([seen[(t, i)] for i in range(bm.n_layers)], 1) for t in targets}  # (N, L, T, d_in)
-    with torch.no_grad():
-        # What each layer itself sees: its input norm applied. The raw residual stream carries
-        # a few huge outlier dimensions (norms ~200 against ~1 for embeddings) that make every
-        # token look alike after a plain LayerNorm; the model's own learned norm weights tame them.
-        normed = [input_norm(bm.model, i)(hs[i]) for i in range(bm.n_layers)]
-    return torch.stack(normed, 1), pad, ins  # (N, L, T, d)
-
-
-def input_norm(model: torch.nn.Module, layer: int) -> torch.nn.Module:
-    """The normalisation a layer applies to its input (identity if it has none we know)."""
-    blk = layers_of(model)[layer]
-    for name in ("input_layernorm", "ln_1"):
-        if hasattr(blk, name):
-            return getattr(blk, name)
-    return torch.nn.Identity()
-
-
-def _pad_rows(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(i) for i, _ in rows)
-    ids = torch.tensor([i + [pad_id] * (width - len(i)) for i, _ in rows])
-    lab = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in rows])
-    return ids, lab
-
-
-def _logits_at(logits: torch.Tensor, lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits predicting each labelled token, and the tokens: (K, V), (K,)."""
-    tgt = lab[:, 1:]
-    m = tgt != IGNORE
-    return logits[:, :-1][m], tgt[m]
+_pad_rows, _logits_at = pad_rows, logits_at
+"""The same functions under the private names ``reverie.memory.guard`` still imports."""
 
 
 class Step:
@@ -269,7 +221,7 @@ class Step:
         return self.world.question(p, attribute, r).question
 
     def data(self, step: int, rank: int = 0) -> dict:
-        r = _rng(self.rc.seed, "hyper", str(step), str(rank))
+        r = rng(self.rc.seed, "hyper", str(step), str(rank))
         skill = self.world.skill_people(r.getrandbits(31))
         k = r.choice([g for g in self.rc.group_sizes if g <= self.rc.docs_per_step])
         groups = [[next(skill) for _ in range(k)] for _ in range(max(1, self.rc.docs_per_step // k))]
@@ -305,7 +257,7 @@ class Step:
         mine = []
         if self.rc.local_mine:
             # Its own stream, so the rows above are the ones a recipe without mining sees.
-            rm = _rng(self.rc.seed, "mine", str(step), str(rank))
+            rm = rng(self.rc.seed, "mine", str(step), str(rank))
             fresh = self.world.skill_people(rm.getrandbits(31))
             pick = lambda i: next(fresh) if self.rc.mine_strangers and i % 2 else rm.choice(self.world.base)  # noqa: E731
             cand = [(gi, self.world.question(pick(i), rm.choice(ATTRIBUTES), rm).question)
@@ -324,7 +276,7 @@ class Step:
         if not cand:
             return [], 0.0
         gidx = torch.tensor([g for g, _ in cand])
-        ids, lab = _pad_rows([s for _, s in cand], pad_id)
+        ids, lab = pad_rows([s for _, s in cand], pad_id)
         with applied(self.bm.model, {t: (A[gidx], B[gidx]) for t, (A, B) in row_f.items()}, self.scale):
             s_log = self.bm.model(ids, attention_mask=(ids != pad_id).long()).logits[:, :-1]  # (R, T-1, V)
         b_log = self.bm.model(ids, attention_mask=(ids != pad_id).long()).logits[:, :-1]
@@ -352,22 +304,22 @@ class Step:
         mined, mine_drop = self.mined(d, {t: (A.detach(), B.detach()) for t, (A, B) in grouped.items()}, pad_id)
         rows = d["student"] + d["local"] + mined
         gidx = torch.tensor([g for g, _ in rows])
-        ids, lab = _pad_rows([s for _, s in rows], pad_id)
+        ids, lab = pad_rows([s for _, s in rows], pad_id)
         row_f = {t: (A[gidx], B[gidx]) for t, (A, B) in grouped.items()}
         with applied(bm.model, row_f, self.scale):
             s_logits = bm.model(ids, attention_mask=(ids != pad_id).long()).logits
         with torch.no_grad():
-            t_ids, t_lab = _pad_rows(d["teacher"], pad_id)
+            t_ids, t_lab = pad_rows(d["teacher"], pad_id)
             t_logits = bm.model(t_ids, attention_mask=(t_ids != pad_id).long()).logits
             b_logits = bm.model(ids, attention_mask=(ids != pad_id).long()).logits
         ns = len(d["student"])
-        s_ans, gold = _logits_at(s_logits[:ns], lab[:ns])
-        t_ans, t_gold = _logits_at(t_logits, t_lab)
+        s_ans, gold = logits_at(s_logits[:ns], lab[:ns])
+        t_ans, t_gold = logits_at(t_logits, t_lab)
         assert torch.equal(gold, t_gold), "teacher and student answer tokens differ"
         kl = F.kl_div(F.log_softmax(s_ans, -1), F.log_softmax(t_ans, -1), log_target=True, reduction="batchmean")
         ce = F.cross_entropy(s_ans, gold)
-        l_ans, l_tok = _logits_at(s_logits[ns:], lab[ns:])
-        b_ans, _ = _logits_at(b_logits[ns:], lab[ns:])
+        l_ans, l_tok = logits_at(s_logits[ns:], lab[ns:])
+        b_ans, _ = logits_at(b_logits[ns:], lab[ns:])
         loc = F.kl_div(F.log_softmax(l_ans, -1), F.log_softmax(b_ans, -1), log_target=True, reduction="batchmean")
         hinge = margin_hinge(l_ans, b_ans, l_tok)
         l1 = sum(B.abs().mean() for _, B in f.values())
@@ -381,8 +333,8 @@ class Step:
             only = {t: (a[None].expand(nl, -1, -1, -1), b[None].expand(nl, -1, -1, -1)) for t, (a, b) in bias.items()}
             with applied(bm.model, only, self.scale):
                 o_logits = bm.model(ids[lo], attention_mask=(ids[lo] != pad_id).long()).logits
-            o_ans, o_tok = _logits_at(o_logits, lab[lo])
-            ob_ans, _ = _logits_at(b_logits[lo], lab[lo])
+            o_ans, o_tok = logits_at(o_logits, lab[lo])
+            ob_ans, _ = logits_at(b_logits[lo], lab[lo])
             loc_bias = F.kl_div(F.log_softmax(o_ans, -1), F.log_softmax(ob_ans, -1), log_target=True, reduction="batchmean")
             loc_bias = loc_bias + margin_hinge(o_ans, ob_ans, o_tok)
             loss = loss + self.rc.local_bias * loc_bias
@@ -404,17 +356,6 @@ def monitor(bm: BaseModel, hyper: HyperNetwork, world: World, n: int = 24, group
     """Greedy accuracy on fresh people: each adapter alone, adapters summed in groups of
     ``group`` (composition), and locality (other people's answers unchanged); with
     ``needle``, exact magic numbers answered after injecting ``n`` needle haystacks."""
-    from reverie.eval.qa import (
-        ask,
-        ask_injected,
-        documents,
-        sample_questions,
-        score,
-        skill_validation,
-    )
-    from reverie.hypernet.adapter import Adapter
-    from reverie.hypernet.injectors import HyperInjector
-
     people = skill_validation(world, n, seed=1)
     docs = documents(world, people, 1)
     qas = sample_questions(world, people, 3, 1)

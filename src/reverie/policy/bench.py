@@ -112,7 +112,7 @@ def _full_sleep(stream, selectors: tuple[str, ...], nights: int, budget: int,
                 progress: Callable[[str], None] | None) -> dict[str, Any]:
     import tempfile
 
-    from reverie.eval.qa import score
+    from reverie.base.qa import score
     from reverie.learner import Learner
 
     out: dict[str, Any] = {}

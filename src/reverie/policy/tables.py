@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reverie.eval.metrics import exact_match
+from reverie.base.metrics import exact_match
 from reverie.policy.features import surprise
 from reverie.policy.stream import PolicyStream
 from reverie.utils import atomic_write_text
@@ -119,7 +119,7 @@ def _key(learner, stream: PolicyStream) -> str:
 
 @torch.no_grad()
 def _compute(learner, stream: PolicyStream) -> StreamTables:
-    from reverie.eval.qa import ask_injected
+    from reverie.hypernet.qa import ask_injected
     from reverie.memory.route import ActivationRouter
 
     bm, inj = learner.bm, learner.injector
