@@ -41,7 +41,7 @@ TITLES = {
 }
 # Written by `results.stamp`: shown on the command/meta lines, not in the metric tables.
 META_KEYS = ("command", "seed", "model", "wall_s", "machine", "date")
-# Headline metrics are the design's metric names (design.md section 2), with their suffixes
+# Headline metrics are the design's metric names (docs/design.md, "Metrics"), with their suffixes
 # (`retention_1000`, `needle_4x`, `acc_<baseline>`, `final_acc_replay`, ...).
 HEADLINE_PREFIXES = (
     "acc", "relative_qa", "generalization", "retention", "plasticity", "locality", "competence",

@@ -188,7 +188,7 @@ QUESTIONS_WHICH: dict[str, tuple[str, ...]] = {
 }
 
 # Words for the base model's vocabulary only (``reverie train base --p-words``), never in the
-# hypernetwork's training questions. design.md defines `generalization` by the templates the
+# hypernetwork's training questions. docs/design.md defines `generalization` by the templates the
 # *hypernetwork* never trained on; a pretrained model (Doc-to-LoRA's base) has read every
 # common phrasing before any hypernetwork sees it, but this world's base model had never met
 # "school" in a question and read "Which school did X go to?" as asking for the major
