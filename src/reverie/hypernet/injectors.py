@@ -9,6 +9,7 @@ import functools
 import hashlib
 import time
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,9 @@ class Injector(ABC):
     """Turns documents into :class:`Adapter` s for one base model."""
 
     name = "?"
+    fits_probes = False
+    """Whether adapters are fitted to the probes given to :meth:`inject_probed` (a sleep then
+    has nothing to repair)."""
 
     def __init__(self, bm: BaseModel):
         self.bm = bm
@@ -72,6 +76,12 @@ class Injector(ABC):
 
     def inject(self, text: str | bytes, queries: list[str] | None = None) -> Adapter:
         return self.inject_many([check_text(text)], None if queries is None else [queries])[0]
+
+    def inject_probed(self, texts: list[str], probes: list[list[Any]]) -> list[Adapter]:
+        """One adapter per text, given the probes a sleep already asked of each (question,
+        answer, key records: ``reverie.sleep.probe.Probe``). An injector that learns from
+        probes uses them; the default reads the texts alone."""
+        return self.inject_many(texts)
 
     def target_names(self) -> tuple[str, ...]:
         """The modules (inside each layer) this injector's adapters touch."""

@@ -1,0 +1,78 @@
+"""Sleep-time learning for any causal LM: the ``learn`` injector.
+
+A text's probes (:mod:`reverie.sleep.probe`: echo questions and cloze prompts answered
+with the text's own sentences, "What do you know about X?" and a summary answered by the
+model itself with the text in context) become rows, and a LoRA on the model's top layers
+is fitted to them by gradient steps (:func:`reverie.hypernet.fit.fit_rows`), so that the
+model, with the text gone from its context, answers as the text says. Minutes a night on
+two CPU cores; no trained hypernetwork needed. Where one exists, its adapter is the warm
+start (``warm``), and the adapter records the steps the fit took.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from reverie.base.model import BaseModel
+from reverie.errors import InputError
+from reverie.hypernet.adapter import Adapter
+from reverie.hypernet.fit import FitConfig, fit_rows
+from reverie.hypernet.injectors import HyperInjector, Injector, check_text, register
+from reverie.sleep.probe import PROBERS, Probe, default_prober
+
+
+@register("learn")
+class LearnInjector(Injector):
+    """Probes a text and fits a LoRA on the top layers until the probes are answered
+    (see the module notes)."""
+
+    fits_probes = True
+
+    def __init__(self, bm: BaseModel, cfg: FitConfig | None = None, prober: str | None = None,
+                 warm: HyperInjector | None = None, progress: Callable[[int, float], None] | None = None):
+        super().__init__(bm)
+        self.cfg = cfg or FitConfig()
+        self.prober = prober or default_prober(bm)
+        if self.prober not in PROBERS:
+            raise InputError(f"unknown prober {self.prober!r} (known: {', '.join(PROBERS)})")
+        if warm is not None and (warm.hyper.cfg.rank != self.cfg.rank or set(warm.target_names()) != set(self.cfg.targets)):
+            raise InputError(f"warm start needs a hypernetwork of rank {self.cfg.rank} on {', '.join(self.cfg.targets)}")
+        self.warm = warm
+        """A hypernetwork whose adapter (its document ranks) starts each fit."""
+        self.progress = progress
+        """Called with (step, loss) after every step of a fit."""
+
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(self.cfg.targets)
+
+    def probe(self, texts: list[str], queries: list[list[str]] | None = None) -> list[list[Probe]]:
+        """Each text's probes; ``queries``: more questions per text, answered with the text in context."""
+        probes = PROBERS[self.prober]().probe(self.bm, texts)
+        if queries:
+            bm = self.bm
+            asked = [(i, q) for i, qs in enumerate(queries) for q in qs]
+            answers = bm.answer_batch([bm.prompt(q, texts[i]) for i, q in asked]) if asked else []
+            for (i, q), a in zip(asked, answers, strict=True):
+                probes[i].append(Probe(q, a, f"query|{q}"))
+        return probes
+
+    def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:
+        texts = [check_text(t) for t in texts]
+        return self.inject_probed(texts, self.probe(texts, queries))
+
+    def inject_probed(self, texts: list[str], probes: list[list[Probe]]) -> list[Adapter]:
+        out = []
+        inits = self.warm.inject_many(texts) if self.warm is not None else [None] * len(texts)
+        for text, ps, init in zip(texts, probes, inits, strict=True):
+            t0 = time.perf_counter()
+            rows = [(p.question, p.answer) for p in ps if p.answer.strip()]
+            if not rows:
+                raise InputError("nothing to learn: the text states nothing the prober could ask about")
+            ad = fit_rows(self.bm, rows, self.cfg, None if init is None else init.parts()[0], self.progress)
+            ad.meta |= self._meta(text, t0) | {"prober": self.prober, "warm": init is not None}
+            out.append(ad)
+        return out
+
+
+__all__ = ["LearnInjector"]
