@@ -52,8 +52,6 @@ ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
     ("reverie.memory.guard", "reverie.world.generator._rng"): "alias of world.generator.rng",
     # Owner of eval/bench_sequential.py: import rng from reverie.world.generator.
     ("reverie.eval.bench_sequential", "reverie.world.generator._rng"): "alias of world.generator.rng",
-    # Owner of memory/weights.py and memory/store.py: make store's _weight public (or move it).
-    ("reverie.memory.weights", "reverie.memory.store._weight"): "shared helper still private",
 }
 """(importing module, imported private name) -> why it stays for now."""
 

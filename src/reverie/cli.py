@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +24,10 @@ from reverie.cli_common import (  # noqa: F401  (default_memory, JsonOpt: re-exp
 )
 from reverie.cli_recipes import bench_app, eval_app, train_app
 from reverie.errors import ReverieError
+
+if TYPE_CHECKING:
+    from reverie.base.model import BaseModel
+    from reverie.memory import Memory, Weights
 
 app = typer.Typer(help="reverie: a language model that learns from what it reads.", rich_markup_mode="markdown",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -133,22 +136,16 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
     """Answer a question greedily, optionally with adapters merged in and/or a document in context."""
     from reverie.base.model import BaseModel, decode_input
     from reverie.hypernet.adapter import Adapter
-    from reverie.hypernet.lora import merge
+    from reverie.memory import Weights
 
-    router = None
     if memory is not None:
-        from reverie.memory import Attached, routed
-        from reverie.sleep.cycle import bank_router
-
         bm, mem = _open_memory(memory, model)
-        Attached(bm.model, mem)
-        if mem.strategy.name == "bank":  # answered under the items the question is about (reverie.memory.route)
-            router = bank_router(mem)
+        weights = _weights(bm, mem)
     else:
         bm = BaseModel.load(model)
+        weights = Weights(bm.model)
     for a in adapter or []:
-        ad = Adapter.load(a)
-        merge(bm.model, ad.factors, ad.scale)
+        weights.inject(Adapter.load(a))
     if context is not None:
         ctx: str | None = decode_input(context.read_bytes())
     elif memory is not None and working:
@@ -157,7 +154,7 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
         ctx = fit_context(bm, [o.text for o in memory_buffer(mem, readonly=True).items()], decode_input(question))
     else:
         ctx = None
-    with routed(bm.model, mem, router, decode_input(question)) if router is not None else nullcontext():
+    with weights.answering(decode_input(question)):  # a bank: under the items the question is about
         out.print(bm.answer(question, ctx), highlight=False, soft_wrap=True)
 
 
@@ -182,6 +179,15 @@ def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True,
     bm = BaseModel.load(model)
     return bm, Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, hypernet_targets(model)), strategy,
                       readonly=readonly)
+
+
+def _weights(bm: BaseModel, mem: Memory) -> Weights:
+    """The model's weights with ``mem`` merged in (a bank: routed per question, as the
+    learner routes it: ``reverie.sleep.cycle.bank_router``)."""
+    from reverie.memory import Weights
+    from reverie.sleep.cycle import bank_router
+
+    return Weights(bm.model, mem, router=bank_router)
 
 
 def hypernet_targets(model: Path | None) -> list[str]:
@@ -295,27 +301,15 @@ def memories_show(item: Annotated[str, typer.Argument(help="Item id.")], memory:
                   as_json: JsonOpt = False) -> None:
     """Everything the ledger knows about one item, and a probe: the questions it answers
     (written when it was consolidated) with the model's answers now, from the weights."""
-    from reverie.memory import Attached
-
     bm, mem = _open_memory(memory, model)
     e = mem.item(item) | {"live": item in mem.items}
     probes = e.pop("probes", [])
     if probes:
-        Attached(bm.model, mem)
         seen: dict[str, list] = {}
         for q, a, k in probes:
             seen.setdefault(k, [q, a])  # one question per fact
         rows = list(seen.items())
-        if mem.strategy.name == "bank":  # each question under the items it routes to
-            from reverie.memory import routed
-            from reverie.sleep.cycle import bank_router
-
-            router, now = bank_router(mem), []
-            for _, (q, _a) in rows:
-                with routed(bm.model, mem, router, q):
-                    now.append(bm.answer(q))
-        else:
-            now = bm.answer_batch([bm.prompt(q) for _, (q, _a) in rows])
+        now = _weights(bm, mem).answer_all(bm, [q for _, (q, _a) in rows])  # a bank: each under its routes
         e["probe"] = [{"question": q, "answer_when_read": a, "answer_now": n, "key": k}
                       for (k, (q, a)), n in zip(rows, now, strict=True)]
         e["probe_questions_stored"] = len(probes)
@@ -371,25 +365,21 @@ def export_peft(dest: Annotated[Path, typer.Argument(help="Folder for the adapte
     """The memory as one peft LoRA adapter (PeftModel.from_pretrained loads it); a bank
     memory as one adapter per item, a shared one and routes.json (its items' keys)."""
     bm, mem = _open_memory(memory, model)
-    if mem.strategy.name == "bank":
-        mem.export_bank(dest, bm.path)
+    weights = _weights(bm, mem)
+    weights.export_peft(dest, bm.path)
+    if weights.is_bank:
         err.print(f"bank: {len(mem.items)} item adapters in {dest}/items, shared/ and routes.json")
-        return
-    mem.as_adapter().save(dest, bm.path)
-    err.print(f"adapter -> {dest}")
+    else:
+        err.print(f"adapter -> {dest}")
 
 
 @export_app.command("merged")
 @friendly
 def export_merged(dest: Annotated[Path, typer.Argument(help="Folder for the merged model.")], memory: MemOpt = None, model: ModelOpt = None) -> None:
     """The base model with the memory merged in (a plain transformers folder)."""
-    from reverie.memory import Attached
-
     bm, mem = _open_memory(memory, model)
-    mem.check_mergeable()
-    Attached(bm.model, mem)
-    bm.model.save_pretrained(str(dest))
-    bm.tokenizer.save_pretrained(str(dest))
+    mem.check_mergeable()  # before merging anything in
+    _weights(bm, mem).export_merged(dest, bm.tokenizer)
     err.print(f"merged model -> {dest}")
 
 

@@ -10,6 +10,10 @@
 
     learner.read(text)                     # into the episodic buffer (answerable at once)
     learner.sleep()                        # select, inject, merge under the guard, replay
+
+Every change to the model's weights (injection, the memory's consolidate, forget and
+rollback, a bank's per-question routing) goes through one owner, ``learner.weights``
+(``reverie.memory.Weights``), which composes them on the base weights kept once.
 """
 
 from __future__ import annotations
@@ -21,13 +25,12 @@ from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, decode_input
 from reverie.errors import ModelLoadError, ReverieError
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.injectors import INJECTORS, HyperInjector, Injector, check_text
-from reverie.hypernet.lora import merge
 from reverie.hypernet.model import fingerprint
 from reverie.hypernet.store import load_hypernet
-from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets, routed
-from reverie.memory.route import Router
+from reverie.memory import Guard, Memory, Weights, consolidate, memory_targets
+from reverie.policy import selector as _learned_selector  # noqa: F401 - registers the ``learned`` selector
 from reverie.sleep.buffer import Buffer, fit_context, memory_buffer
-from reverie.sleep.cycle import SleepConfig
+from reverie.sleep.cycle import SleepConfig, bank_router
 
 
 def hypernet_dir(model: str | Path | None = None) -> Path:
@@ -46,13 +49,30 @@ class Learner:
     def __init__(self, bm: BaseModel, injector: Injector):
         self.bm = bm
         self.injector = injector
-        self.adapters: list[Adapter] = []
-        self.memory: Memory | None = None
-        self._attached: Attached | None = None
+        self.weights = Weights(bm.model, router=bank_router)
+        """The one owner of the model's weights: base, memory, injected adapters, routing."""
         self._guard: Guard | None = None
         self.buffer: Buffer | None = None
         self._anchors: list[tuple[str, str]] | None = None
-        self._router: tuple[int, Router] | None = None  # (memory generation it was built at, router)
+
+    @property
+    def memory(self) -> Memory | None:
+        """The attached persistent memory, if any."""
+        return self.weights.memory
+
+    @property
+    def adapters(self) -> list[Adapter]:
+        """The adapters injected with :meth:`inject` and not removed, oldest first."""
+        return self.weights.adapters
+
+    @property
+    def guard(self) -> Guard | None:
+        """The interference guard every consolidated update passes (None: none)."""
+        return self._guard
+
+    @guard.setter
+    def guard(self, guard: Guard | None) -> None:
+        self._guard = guard
 
     def open_memory(self, path: str | Path, strategy: str = "add", guard: bool = True, **strategy_kw: float) -> Memory:
         """Attach a persistent weight memory (created if missing; its strategy is fixed then).
@@ -60,27 +80,28 @@ class Learner:
         from reverie.world import World
 
         if self._guard is None and guard:
-            self._guard = Guard(self.bm, World())  # probes measured on the plain base model
+            with self.weights.base():  # probes measured on the plain base model
+                self._guard = Guard(self.bm, World())
         targets = memory_targets(self.bm.model, self.bm.n_layers, list(self.injector.target_names()))
-        self.memory = Memory(path, fingerprint(self.bm.model), targets, strategy, dict(strategy_kw))
-        self._attached = Attached(self.bm.model, self.memory)
-        self._router = None  # a router keyed by another memory's generation would be stale
-        self.buffer = memory_buffer(self.memory)
-        return self.memory
+        memory = Memory(path, fingerprint(self.bm.model), targets, strategy, dict(strategy_kw))
+        self.weights.attach(memory)
+        self.buffer = memory_buffer(memory)
+        return memory
 
-    def _mem(self) -> tuple[Memory, Attached]:
-        if self.memory is None or self._attached is None:
+    def require_memory(self) -> Memory:
+        """The attached memory; raises :class:`ReverieError` when none is."""
+        if self.weights.memory is None:
             raise ReverieError("no memory attached: Learner.load(memory=DIR) or learner.open_memory(DIR)")
-        return self.memory, self._attached
+        return self.weights.memory
 
     def consolidate(self, texts: list[str | bytes]) -> list[str | None]:
         """Write texts into the persistent memory; returns item ids (None: refused by the guard)."""
-        mem, att = self._mem()
+        self.require_memory()
         docs = [check_text(t) for t in texts]
-        if mem.strategy.name == "bank" and isinstance(self.injector, HyperInjector):
+        if self.weights.is_bank and isinstance(self.injector, HyperInjector):
             return self._consolidate_chunks(docs)
         ads = self.injector.inject_many(docs)
-        return consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, docs)
+        return consolidate(self.weights, ads, [a.meta["source_sha256"] for a in ads], self._guard, docs)
 
     def bank_pieces(self, text: str) -> list[tuple[str, dict]]:
         """How ``text`` goes into a bank: as itself, or, when longer than the window, as chunks
@@ -108,10 +129,10 @@ class Learner:
     def _consolidate_chunks(self, docs: list[str]) -> list[str | None]:
         """Into a bank, each text as its :meth:`bank_pieces`. Returns, per text, its item's id
         (a chunked text: its first stored chunk's)."""
-        _, att = self._mem()
+        self.require_memory()
         pieces = [(n, c, x) for n, d in enumerate(docs) for c, x in self.bank_pieces(d)]
         ads = self.injector.inject_many([c for _, c, _ in pieces])
-        ids = consolidate(att, ads, [a.meta["source_sha256"] for a in ads], self._guard, [c for _, c, _ in pieces],
+        ids = consolidate(self.weights, ads, [a.meta["source_sha256"] for a in ads], self._guard, [c for _, c, _ in pieces],
                           [x for _, _, x in pieces])
         out: list[str | None] = [None] * len(docs)
         for (n, _, _), item in zip(pieces, ids, strict=True):
@@ -121,7 +142,7 @@ class Learner:
     def read(self, text: str | bytes) -> str:
         """Put an observation into the episodic buffer (persisted at once); returns its id.
         Until the next sleep it is in the working context of :meth:`ask`."""
-        self._mem()
+        self.require_memory()
         assert self.buffer is not None
         return self.buffer.add(check_text(text)).id
 
@@ -131,6 +152,7 @@ class Learner:
 
         from reverie.sleep.cycle import sleep
 
+        self.require_memory()
         return sleep(self, replace(cfg or SleepConfig(), **kw))
 
     def working_context(self, question: str) -> str | None:
@@ -146,53 +168,46 @@ class Learner:
             w = World()
             # The last 96 base people, every attribute (the guard probes people drawn from all of them).
             qs = [w.question(p, a, random.Random(i)) for i, p in enumerate(w.base[-96:]) for a in ATTRIBUTES]
-            if self._attached is not None:
-                self._attached.detach()
-            try:
+            with self.weights.base():
                 answers = self.bm.answer_batch([self.bm.prompt(q.question) for q in qs])
-            finally:
-                if self._attached is not None:
-                    self._attached.refresh()
             self._anchors = [(q.question, a) for q, a in zip(qs, answers, strict=True)]
         return r.sample(self._anchors, min(n, len(self._anchors)))
 
     def forget(self, item_id: str) -> bool:
         """Remove one memory item; returns whether the removal was exact."""
-        mem, att = self._mem()
-        exact = mem.forget(item_id)
-        att.refresh()
+        exact = self.require_memory().forget(item_id)
+        self.weights.refresh()
         return exact
 
+    def snapshot(self, name: str) -> Path:
+        """Save the memory's current state under ``name`` (see :meth:`rollback`)."""
+        return self.require_memory().snapshot(name)
+
     def rollback(self, snapshot: str) -> None:
-        mem, att = self._mem()
-        mem.rollback(snapshot)
-        att.refresh()
+        """Return the memory to a snapshot; injected adapters stay in the weights."""
+        self.require_memory().rollback(snapshot)
+        self.weights.refresh()
 
     def export_merged(self, path: str | Path) -> Path:
-        """The base model with the memory merged in, as a plain transformers model folder."""
-        mem, _ = self._mem()
-        mem.check_mergeable()
-        p = Path(path)
-        self.bm.model.save_pretrained(str(p))
-        self.bm.tokenizer.save_pretrained(str(p))
-        return p
+        """The model with the memory (and any injected adapter) merged in, as a plain
+        transformers model folder."""
+        self.require_memory()
+        return self.weights.export_merged(path, self.bm.tokenizer)
 
     def export_peft(self, path: str | Path) -> Path:
         """The memory as one peft LoRA adapter (an exact SVD factorisation of its delta); a
         bank memory as one adapter per item (see Memory.export_bank)."""
-        mem, _ = self._mem()
-        if mem.strategy.name == "bank":  # no single adapter: one per item, and their routes
-            return mem.export_bank(path, self.bm.path)
-        return mem.as_adapter().save(path, self.bm.path)
+        self.require_memory()
+        return self.weights.export_peft(path, self.bm.path)
 
     def close(self) -> None:
-        """Detach the memory: the model's weights are the base model's again (a model shared
-        with another learner then starts clean), and the memory's files are released."""
-        if self._attached is not None:
-            self._attached.detach()
-            self._attached = None
-        if self.memory is not None:
-            self.memory.close()
+        """Detach the memory: the model's weights are the base model's again (injected
+        adapters dropped too, so a model shared with another learner then starts clean), and
+        the memory's files are released."""
+        mem = self.weights.memory
+        self.weights.release()
+        if mem is not None:
+            mem.close()
 
     @classmethod
     def load(cls, model: str | Path | None = None, hypernet: str | Path | None = None,
@@ -223,27 +238,23 @@ class Learner:
         return learner
 
     def inject(self, text: str | bytes, queries: list[str] | None = None) -> Adapter:
-        """Write ``text`` into the model's weights; returns the adapter that was merged."""
+        """Write ``text`` into the model's weights; returns the adapter that was merged. It
+        stays there, on top of the memory, through consolidate, forget and rollback."""
         ad = self.injector.inject(text, queries)
-        merge(self.bm.model, ad.factors, ad.scale)
-        self.adapters.append(ad)
+        self.weights.inject(ad)
         return ad
 
     def remove(self, adapter: Adapter) -> None:
-        """Subtract a previously injected adapter from the weights."""
-        merge(self.bm.model, adapter.factors, adapter.scale, sign=-1.0)
-        self.adapters.remove(adapter)
+        """Take a previously injected adapter out of the weights (exactly: they are
+        recomposed without it)."""
+        self.weights.remove(adapter)
 
     def ask(self, question: str | bytes, context: str | None = None, working: bool = True) -> str:
         """Greedy answer from the weights plus ``context`` if given, else (with ``working``)
         the working context: what was read since the last sleep, as much as fits."""
         if context is None and working and self.buffer is not None and len(self.buffer):
             context = self.working_context(decode_input(question))
-        mem = self.memory
-        if mem is None or mem.strategy.name != "bank":
-            return self.bm.answer(question, context)
-
-        with routed(self.bm.model, mem, self._bank_router(), decode_input(question)):
+        with self.weights.answering(decode_input(question)):
             return self.bm.answer(question, context)
 
     def route(self, question: str | bytes) -> str | None:
@@ -255,17 +266,4 @@ class Learner:
     def routes(self, question: str | bytes) -> list[str]:
         """With a ``bank`` memory: the items ``question`` is answered under (the best one, and
         when it is a chunk of a long text, that text's other chunks that match); else []."""
-        mem = self.memory
-        if mem is None or mem.strategy.name != "bank":
-            return []
-        return self._bank_router().routes(decode_input(question))
-
-    def _bank_router(self) -> Router:
-        """The bank's key router, rebuilt when the memory has changed since it was built."""
-        mem = self.memory
-        assert mem is not None
-        if self._router is None or self._router[0] != mem.state["generation"]:
-            from reverie.sleep.cycle import bank_router
-
-            self._router = (mem.state["generation"], bank_router(mem))
-        return self._router[1]
+        return self.weights.routes(decode_input(question))

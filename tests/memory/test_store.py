@@ -13,11 +13,11 @@ from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.lora import target_module
 from reverie.memory import (
     MERGES,
-    Attached,
     Guard,
     GuardConfig,
     Memory,
     MemoryError_,
+    Weights,
     consolidate,
     memory_targets,
 )
@@ -148,12 +148,12 @@ def test_attached_forget_restores_weights(tmp_path, tiny_llama_dir):
     bm = BaseModel.load(tiny_llama_dir)
     w0 = [target_module(bm.model, i, T).weight.detach().clone() for i in range(bm.n_layers)]
     with Memory(tmp_path / "m", "fp", memory_targets(bm.model, bm.n_layers, [T])) as m:
-        att = Attached(bm.model, m)
-        ids = consolidate(att, [_adapter(0), _adapter(1)], ["a", "b"])
+        weights = Weights(bm.model, m)
+        ids = consolidate(weights, [_adapter(0), _adapter(1)], ["a", "b"])
         assert not torch.allclose(target_module(bm.model, 0, T).weight, w0[0])
         for i in ids:
             m.forget(i)
-        att.refresh()
+        weights.refresh()
         for i in range(bm.n_layers):
             assert torch.allclose(target_module(bm.model, i, T).weight, w0[i], atol=1e-6)
 
@@ -162,14 +162,14 @@ def test_guard_refuses_a_destructive_update(tmp_path, tiny_llama_dir, world):
     bm = BaseModel.load(tiny_llama_dir)
     guard = Guard(bm, world, GuardConfig(n_closed=8, n_context=4, max_changed=0.0, max_kl=1e-6, tries=2))
     with Memory(tmp_path / "m", "fp", memory_targets(bm.model, bm.n_layers, [T])) as m:
-        att = Attached(bm.model, m)
+        weights = Weights(bm.model, m)
         big = _adapter(0)
         big.factors[T] = (big.factors[T][0] * 100, big.factors[T][1] * 100)
-        ids = consolidate(att, [big], ["x"], guard)
+        ids = consolidate(weights, [big], ["x"], guard)
         assert ids == [None]
         assert m.ledger()[-1]["event"] == "refused"
         assert m.total[T].abs().max() == 0
-        ids = consolidate(att, [_adapter(1)], ["y"], Guard(bm, world, GuardConfig(n_closed=8, n_context=4, max_changed=1.0, max_kl=1e9, max_drift=1.0)))
+        ids = consolidate(weights, [_adapter(1)], ["y"], Guard(bm, world, GuardConfig(n_closed=8, n_context=4, max_changed=1.0, max_kl=1e9, max_drift=1.0)))
         assert ids[0] is not None and m.item(ids[0])["guard"]["decision"] == "accepted"
 
 

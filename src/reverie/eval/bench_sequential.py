@@ -22,8 +22,9 @@ from reverie.eval.qa import ask, ask_injected, documents, sample_questions, scor
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.injectors import Injector
 from reverie.hypernet.model import fingerprint
-from reverie.memory import Attached, Guard, Memory, consolidate, memory_targets, routed
+from reverie.memory import Guard, Memory, Weights, consolidate, memory_targets, routed
 from reverie.memory.route import ROUTERS, Router, key_phrases
+from reverie.memory.weights import RouterFactory
 from reverie.utils import progress
 from reverie.world import QA, World, WorldConfig
 from reverie.world.generator import _rng
@@ -75,6 +76,11 @@ def bank_answer(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], docs: 
     return [a or "" for a in out]
 
 
+def _this_router(router: Router) -> RouterFactory:
+    """A bank's router that the benchmark keeps up to date itself (``router.add`` per item)."""
+    return lambda _mem: router
+
+
 def retention_questions(world: World, people: list[Any], seed: int, n_eval: int) -> tuple[list[QA], list[QA]]:
     """The questions ``retention`` and ``generalization`` are scored on after
     ``len(people)`` documents: about ``n_eval`` each, over a seeded sample of the people."""
@@ -113,10 +119,11 @@ def paired_latency(plain: Callable[[QA], object], with_memory: Callable[[QA], ob
     return fast[1] / max(fast[0], 1e-12)
 
 
-def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], cold: bool = False,
+def routed_latency(bm: BaseModel, weights: Weights, qs: list[QA], cold: bool = False,
                    equal_length: bool = True, gens: dict[str, Generation] | None = None) -> float:
     """Latency ratio of questions answered as ``Learner.ask`` answers them with a bank
-    (route, take the item's factors, apply its adapter, answer) over the plain answer.
+    (``Weights.answering``: route, take the item's factors, apply its adapter; then answer)
+    over the plain answer; ``weights``: the model's, a bank memory attached.
     Warm: the item's factors are in the memory's answering buffer from an earlier question
     (``SLAB_ITEMS``); ``cold``: every answer reads its item's file first, as the first
     question about it does.
@@ -127,16 +134,17 @@ def routed_latency(bm: BaseModel, mem: Memory, router: Router, qs: list[QA], col
     employer comes out whole, where the base model's guess is often shorter (5.6% more
     tokens on 40 questions of a T = 1000 bank). ``answer_lengths`` gives both lengths;
     ``gens``: :func:`equal_lengths` of ``qs`` when the caller already has them."""
+    mem = weights.attached()
     if not equal_length:
         gens = {}
     elif gens is None:
-        gens = equal_lengths(bm, mem, router, qs)
+        gens = equal_lengths(bm, mem, weights.router(), qs)
     fixed = gens  # (narrowed for the closures)
 
     def with_memory(q: QA) -> None:
         if cold:
             mem.unload()
-        with routed(bm.model, mem, router, q.question):
+        with weights.answering(q.question):
             bm.answer(q.question, gen=fixed.get(q.question))
 
     return paired_latency(lambda q: bm.answer(q.question, gen=fixed.get(q.question)), with_memory, qs)
@@ -174,14 +182,16 @@ def answer_lengths(bm: BaseModel, mem: Memory, router: Router, qs: list[QA],
     return plain / max(len(qs), 1), mine / max(len(qs), 1)
 
 
-def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, people_docs: list[tuple[Any, str]],
+def evaluate(bm: BaseModel, world: World, weights: Weights, people_docs: list[tuple[Any, str]],
              last: list[tuple[Any, str]], refs: dict, seed: int, n_eval: int) -> dict[str, Any]:
+    mem = weights.attached()
+    router = weights.router() if weights.is_bank else None  # None: the memory is merged into the weights
     ret_q, gen_q = retention_questions(world, [p for p, _ in people_docs], seed, n_eval)
     plast_q = sample_questions(world, [p for p, _ in last], 6, seed)
 
     def answer(qs: list[QA], docs: dict[str, str] | None = None) -> list[str]:
         if router is None:
-            return ask(bm, qs, docs)  # the memory is merged into the weights
+            return ask(bm, qs, docs)
         return bank_answer(bm, mem, router, qs, docs)
 
     t0 = time.perf_counter()
@@ -205,11 +215,11 @@ def evaluate(bm: BaseModel, world: World, mem: Memory, router: Router | None, pe
         out["answer_ratio"] = t_ans / refs["loc_s"]  # merged in: against the base model timed before any memory
     else:
         # The bank leaves the base weights as they are, so both ratios are measured paired.
-        out["answer_ratio"] = routed_latency(bm, mem, router, refs["loc_q"][:40])
+        out["answer_ratio"] = routed_latency(bm, weights, refs["loc_q"][:40])
         gens = equal_lengths(bm, mem, router, ret_q[:40])  # one answer from memory each, for both timings
-        out["answer_ratio_routed"] = routed_latency(bm, mem, router, ret_q[:40], gens=gens)
-        out["answer_ratio_routed_cold"] = routed_latency(bm, mem, router, ret_q[:40], cold=True, gens=gens)
-        out["answer_ratio_routed_natural"] = routed_latency(bm, mem, router, ret_q[:40], equal_length=False)
+        out["answer_ratio_routed"] = routed_latency(bm, weights, ret_q[:40], gens=gens)
+        out["answer_ratio_routed_cold"] = routed_latency(bm, weights, ret_q[:40], cold=True, gens=gens)
+        out["answer_ratio_routed_natural"] = routed_latency(bm, weights, ret_q[:40], equal_length=False)
         out["answer_tokens_plain"], out["answer_tokens_routed"] = answer_lengths(bm, mem, router, ret_q[:40], gens)
     out["memory_bytes"] = mem.nbytes()
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
@@ -251,15 +261,15 @@ def run(bm: BaseModel, inj: Injector, strategies: tuple[str, ...] = STRATEGIES, 
             mdir = root / name
             shutil.rmtree(mdir, ignore_errors=True)
             mem = Memory(mdir, fp, targets, strategy=name)
-            att = Attached(bm.model, mem)
             router = ROUTERS[route](bm=bm) if name == "bank" else None
+            weights = Weights(bm.model, mem, router=None if router is None else _this_router(router))
             curve: dict[int, dict] = {}
             n, refused, t_start, guard_s0 = 0, 0, time.perf_counter(), g.seconds if g else 0.0
             try:
                 for k in sizes:
                     batch = list(zip(people[n : n + k], [docs[p.name] for p in people[n : n + k]], strict=True))
                     ads = inj.inject_many([d for _, d in batch])
-                    ids = consolidate(att, ads, [a.meta.get("source_sha256", "") for a in ads], g, [d for _, d in batch])
+                    ids = consolidate(weights, ads, [a.meta.get("source_sha256", "") for a in ads], g, [d for _, d in batch])
                     refused += sum(i is None for i in ids)
                     if router is not None:
                         for i, (_, d) in zip(ids, batch, strict=True):
@@ -268,11 +278,11 @@ def run(bm: BaseModel, inj: Injector, strategies: tuple[str, ...] = STRATEGIES, 
                     n += k
                     bar.update(task, completed=n)
                     if n in CHECKPOINTS or n == T:
-                        curve[n] = evaluate(bm, world, mem, router, list(zip(people[:n], [docs[p.name] for p in people[:n]], strict=True)),
+                        curve[n] = evaluate(bm, world, weights, list(zip(people[:n], [docs[p.name] for p in people[:n]], strict=True)),
                                             batch, refs, seed, n_eval) | {"refused": refused}
                         bar.console.log(name, n, {k2: curve[n][k2] for k2 in ("retention", "plasticity", "locality", "competence")})
             finally:
-                att.detach()
+                weights.release()
                 mem.close()
             res["strategies"][name] = {"curve": curve, "wall_s": round(time.perf_counter() - t_start, 1),
                                        "guard_s": round((g.seconds if g else 0.0) - guard_s0, 2)}

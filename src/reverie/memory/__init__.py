@@ -1,33 +1,16 @@
-"""The long-term weight memory: ledger, persistence, merge strategies, interference guard."""
+"""The long-term weight memory: ledger, persistence, merge strategies, interference guard,
+and :class:`Weights`, the one owner of the model's weights that composes them."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import torch
 
 from reverie.hypernet.adapter import Adapter
-from reverie.hypernet.lora import applied, concat
 from reverie.memory.guard import Guard, GuardConfig
 from reverie.memory.merges import MERGES, dense
-from reverie.memory.route import ROUTERS, KeyRouter, Router, key_phrases
-from reverie.memory.store import Attached, Memory, MemoryError_, memory_targets
-
-
-@contextmanager
-def routed(model: torch.nn.Module, mem: Memory, router: Router, question: str) -> Iterator[list[str]]:
-    """Within the block, ``model`` answers ``question`` as a bank memory does: under the
-    adapters of the items the question routes to (none: the weights as they are), taken from
-    the memory's answering buffer and applied on the fly (``reverie.hypernet.lora.applied``).
-    Yields those items' ids. Applied on the fly rather than merging the item in and restoring
-    the weights: 1.03-1.05x the plain answer's time against 1.05-1.08x (``reverie bench
-    sequential``, ``answer_ratio_routed``)."""
-    items = router.routes(question)
-    parts = [mem.factors(i, slab=True) for i in items]  # used within the block only
-    with applied(model, {} if not parts else parts[0] if len(parts) == 1 else concat(parts), 1.0):
-        yield items
+from reverie.memory.route import ROUTERS, KeyRouter, key_phrases
+from reverie.memory.store import Memory, MemoryError_, memory_targets
+from reverie.memory.weights import RouterFactory, Weights, routed
 
 
 def _scaled(ad: Adapter, s: float) -> Adapter:
@@ -48,18 +31,21 @@ def _routed_probes(guard: Guard, key: list[str]) -> int:
     return sum(r.route(q) == "new" for q in guard.questions)
 
 
-def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guard: Guard | None = None,
+def consolidate(weights: Weights, adapters: list[Adapter], sources: list[str], guard: Guard | None = None,
                 excerpts: list[str] | None = None, extra: list[dict] | None = None,
                 notes: list[dict] | None = None, drift_only: bool = False,
                 pending: dict | None = None) -> list[str | None]:
-    """Merge a batch of adapters into the attached memory, each first passed through the
-    guard (scaled down until it fits, or refused). Returns the new item ids (None where
-    refused); the model's weights are refreshed to the new memory. ``extra`` adds fields to
-    each item's ledger entry (also to its refusal note); ``notes`` are committed with it.
+    """Merge a batch of adapters into the memory attached to ``weights``, each first passed
+    through the guard (scaled down until it fits, or refused), measured as a trial delta on
+    the memory alone (adapters injected ad hoc are left out while it measures, so they
+    neither spend its drift budget nor change what it accepts). Returns the new item ids
+    (None where refused); the weights are then refreshed to the new memory and the injected
+    adapters. ``extra`` adds fields to each item's ledger entry (also to its refusal note);
+    ``notes`` are committed with it.
     ``drift_only``: the guard judges only the distance from the base model (see Guard.fits).
     ``pending``: a dense change the caller will commit right after (e.g. items it will
     forget), applied while the guard measures so that it judges the state that will be."""
-    mem = att.memory
+    mem = weights.attached()
     mem.check_fits(adapters)
     extra = extra or [{} for _ in adapters]
     keep, srcs, out_idx = [], [], []
@@ -68,9 +54,10 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
     if guard is not None:
         # Items are measured in order, each on top of the ones accepted before it in this
         # batch, so the guard sees what the batch does together, not each alone.
+        weights.refresh(pending or None, injected=False)
         ref = guard.reference()
         acc: dict = {}
-        bank = mem.strategy.name == "bank"
+        bank = weights.is_bank
         for i, ad in enumerate(adapters):
             # keyed as the ledger will key it
             if bank and not _routed_probes(guard, extra[i].get("key") or key_phrases(excerpts[i] if excerpts else "")):
@@ -89,7 +76,8 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
                 d = {t: W + db[t] for t, W in d.items()}
             s, tries = 1.0, []
             for _ in range(guard.cfg.tries):
-                att.refresh({t: s * W + acc.get(t, 0) + (pending or {}).get(t, 0) for t, W in d.items()})
+                weights.refresh({t: s * W + acc.get(t, 0) + (pending or {}).get(t, 0) for t, W in d.items()},
+                                injected=False)
                 m, now = guard.measure(ref)
                 tries.append({"scale": s, **m})
                 if guard.fits(m, drift_only):
@@ -112,11 +100,12 @@ def consolidate(att: Attached, adapters: list[Adapter], sources: list[str], guar
         ids = mem.add(keep, srcs, infos, notes, None if excerpts is None else [excerpts[i] for i in out_idx],
                       [extra[i] for i in out_idx])
     finally:
-        att.refresh()  # the weights follow the memory (also when the guard left a trial delta in them)
+        weights.refresh()  # the weights follow the memory (also when the guard left a trial delta in them)
     res: list[str | None] = [None] * len(adapters)
     for i, item in zip(out_idx, ids, strict=True):
         res[i] = item
     return res
 
 
-__all__ = ["MERGES", "ROUTERS", "Attached", "Guard", "GuardConfig", "Memory", "MemoryError_", "consolidate", "memory_targets"]
+__all__ = ["MERGES", "ROUTERS", "Guard", "GuardConfig", "Memory", "MemoryError_", "RouterFactory", "Weights", "consolidate",
+           "memory_targets", "routed"]

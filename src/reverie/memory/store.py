@@ -528,34 +528,13 @@ def _strategy(name: str, kw: dict) -> MergeStrategy:
     return MERGES[name](**kw)
 
 
-class Attached:
-    """The memory merged into a model's weights: W = W0 + total, W0 kept aside so that
-    refreshing after a forget or rollback is exact (no drift from add/subtract)."""
-
-    def __init__(self, model: torch.nn.Module, memory: Memory):
-        self.model, self.memory = model, memory
-        self.w0 = {(t, i): _weight(model, i, t).detach().clone() for t, W in memory.total.items() for i in range(W.shape[0])}
-        self.refresh()
-
-    @torch.no_grad()
-    def refresh(self, extra: Dense | None = None) -> None:
-        for (t, i), w0 in self.w0.items():
-            w = _weight(self.model, i, t)
-            d = self.memory.total[t][i] + (0 if extra is None else extra[t][i])
-            w.copy_((w0.float() + d).to(w.dtype))
-
-    @torch.no_grad()
-    def detach(self) -> None:
-        for (t, i), w0 in self.w0.items():
-            _weight(self.model, i, t).copy_(w0)
-
-
 def memory_targets(model: torch.nn.Module, n_layers: int, targets: list[str]) -> dict[str, tuple[int, int, int]]:
     """target -> (layers, d_out, d_in): the shape of the memory's dense total."""
-    return {t: (n_layers, *_weight(model, 0, t).shape) for t in targets}  # type: ignore[misc]
+    return {t: (n_layers, *target_weight(model, 0, t).shape) for t in targets}  # type: ignore[misc]
 
 
-def _weight(model: torch.nn.Module, layer: int, target: str) -> torch.Tensor:
+def target_weight(model: torch.nn.Module, layer: int, target: str) -> torch.Tensor:
+    """The weight of one layer's target module (what a memory's total adds to)."""
     w = target_module(model, layer, target).weight
     assert isinstance(w, torch.Tensor)
     return w

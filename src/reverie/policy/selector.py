@@ -1,5 +1,6 @@
-"""The trained policy inside ``sleep()``: the work behind the ``learned`` selector
-(``reverie.sleep.cycle.LearnedSelector``).
+"""The trained policy inside ``sleep()``: the ``learned`` selector, registered into the
+sleep cycle's selectors (``reverie.sleep.cycle.SELECTORS``) when this module is imported
+(``reverie.learner`` imports it), so that the sleep cycle needs nothing of this package.
 
 It computes the same features as the training environment (:mod:`reverie.policy.features`)
 from what a sleep has: the buffered texts, the memory's ledger excerpts and hashes, and
@@ -19,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from reverie.memory import Memory
 from reverie.policy import features as F
 from reverie.policy.net import ItemScorer, load
+from reverie.sleep.buffer import Observation
+from reverie.sleep.cycle import Selector, Sleeper, register_selector
 
 
 @lru_cache(maxsize=4)
@@ -43,22 +47,16 @@ def ledger_excerpts(mem: Any) -> list[str]:
             if e.get("event") == "add" and e.get("kind") != "replay" and e.get("excerpt")]
 
 
-def base_surprise(learner: Any, texts: list[str]) -> list[float]:
-    """The base model's loss on each text: the learner's model with its memory detached
-    (or the embedded model when there is no learner)."""
+def base_surprise(learner: Sleeper | None, texts: list[str]) -> list[float]:
+    """The base model's loss on each text: the learner's model with its base weights (no
+    memory, no injected adapter), or the embedded model when there is no learner."""
     if learner is None:
         return F.surprise(_embedded(), texts)
-    att = getattr(learner, "_attached", None)
-    if att is not None:
-        att.detach()
-    try:
+    with learner.weights.base():
         return F.surprise(learner.bm, texts)
-    finally:
-        if att is not None:
-            att.refresh()
 
 
-def choose(texts: list[str], shas: list[str], budget: int | None, known: set[str], learner: Any = None,
+def choose(texts: list[str], shas: list[str], budget: int | None, known: set[str], learner: Sleeper | None = None,
            mem: Any = None, path: str | None = None) -> tuple[list[int], dict[int, str]]:
     """(kept positions in reading order, {dropped position: why})."""
     if not texts:
@@ -80,4 +78,25 @@ def choose(texts: list[str], shas: list[str], budget: int | None, known: set[str
     return keep, why
 
 
-__all__ = ["base_surprise", "choose", "ledger_excerpts"]
+@register_selector("learned")
+class LearnedSelector(Selector):
+    """The consolidation policy trained by reinforcement learning (``reverie train policy``;
+    see ``reverie.policy``): scores each observation from its features (the base model's
+    surprise, novelty against the ledger, mentions, duplicates, recency, length) with the
+    shipped network and keeps the ``budget`` best among those scoring above zero. Without a
+    budget, or one that does not bind, there is nothing to choose: every observation but
+    exact duplicates is kept."""
+
+    learner: Sleeper | None = None
+    memory: Memory | None = None
+
+    def bind(self, learner: Sleeper, mem: Memory) -> None:
+        self.learner, self.memory = learner, mem
+
+    def select(self, obs: list[Observation], budget: int | None, known: set[str]
+               ) -> tuple[list[Observation], list[tuple[Observation, str]]]:
+        keep, why = choose([o.text for o in obs], [o.sha256 for o in obs], budget, known, self.learner, self.memory)
+        return [obs[i] for i in keep], [(obs[i], w) for i, w in sorted(why.items())]
+
+
+__all__ = ["LearnedSelector", "base_surprise", "choose", "ledger_excerpts"]

@@ -44,7 +44,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reverie.errors import ReverieError
 from reverie.memory import Memory, consolidate
@@ -55,10 +55,50 @@ from reverie.sleep.probe import PROBERS, Probe
 from reverie.utils import registrar
 
 if TYPE_CHECKING:
-    from reverie.learner import Learner
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.injectors import Injector
+    from reverie.memory import Guard, Weights
+    from reverie.sleep.buffer import Buffer
 
 SELECTORS: dict[str, type[Selector]] = {}
+"""Selector name -> class. ``first`` is here; the trained policy registers ``learned``
+(``reverie.policy.selector``, imported by ``reverie.learner``)."""
 register_selector = registrar(SELECTORS)
+
+
+class Sleeper(Protocol):
+    """What a sleep needs of the learner it consolidates into (``reverie.learner.Learner``
+    is one): its model and injector, the owner of its weights with the memory attached, its
+    interference guard and its episodic buffer."""
+
+    @property
+    def bm(self) -> BaseModel: ...
+
+    @property
+    def injector(self) -> Injector: ...
+
+    @property
+    def weights(self) -> Weights:
+        """The model's weights, the memory attached to them (``Weights.attached``)."""
+        ...
+
+    @property
+    def guard(self) -> Guard | None:
+        """Every consolidated update passes it (None: no guard)."""
+        ...
+
+    @property
+    def buffer(self) -> Buffer | None:
+        """The observations read since the last sleep."""
+        ...
+
+    def bank_pieces(self, text: str) -> list[tuple[str, dict]]:
+        """How ``text`` goes into a bank: itself, or its chunks, with their ledger fields."""
+        ...
+
+    def anchors(self, n: int, r: random.Random) -> list[tuple[str, str]]:
+        """``n`` closed-book questions about the base population with the base model's answers."""
+        ...
 
 
 class Selector(ABC):
@@ -69,7 +109,7 @@ class Selector(ABC):
                ) -> tuple[list[Observation], list[tuple[Observation, str]]]:
         """(kept, [(dropped, why)]); ``known``: source hashes already in the memory."""
 
-    def bind(self, learner: Learner, mem: Memory) -> None:  # noqa: B027 - optional hook
+    def bind(self, learner: Sleeper, mem: Memory) -> None:  # noqa: B027 - optional hook
         """Called by ``sleep()`` before ``select``: context for selectors that read the
         model or the ledger (the learned policy); the default needs none."""
 
@@ -82,8 +122,8 @@ class SleepConfig:
     """Most observations consolidated in one sleep (None: all); the rest are discarded."""
     selector: str = "learned"
     """Which observations to keep under the budget (a registry: see SELECTORS). The learned
-    policy (issue 7) beat ``first`` at every budget of ``reverie bench policy``; without a
-    budget, or one that does not bind, it keeps what ``first`` keeps."""
+    policy (``reverie.policy.selector``) beat ``first`` at every budget of ``reverie bench
+    policy``; without a budget, or one that does not bind, it keeps what ``first`` keeps."""
     replay: bool = True
     """Re-distil earlier items' probes after merging the new ones."""
     replay_items: int = 24
@@ -135,29 +175,6 @@ class FirstSelector(Selector):
         return keep, drop
 
 
-@register_selector("learned")
-class LearnedSelector(Selector):
-    """The consolidation policy trained by reinforcement learning (``reverie train policy``;
-    see ``reverie.policy``): scores each observation from its features (the base model's
-    surprise, novelty against the ledger, mentions, duplicates, recency, length) with the
-    shipped network and keeps the ``budget`` best among those scoring above zero. Without a
-    budget, or one that does not bind, there is nothing to choose: every observation but
-    exact duplicates is kept."""
-
-    learner: Learner | None = None
-    memory: Memory | None = None
-
-    def bind(self, learner: Learner, mem: Memory) -> None:
-        self.learner, self.memory = learner, mem
-
-    def select(self, obs: list[Observation], budget: int | None, known: set[str]
-               ) -> tuple[list[Observation], list[tuple[Observation, str]]]:
-        from reverie.policy.selector import choose
-
-        keep, why = choose([o.text for o in obs], [o.sha256 for o in obs], budget, known, self.learner, self.memory)
-        return [obs[i] for i in keep], [(obs[i], w) for i, w in sorted(why.items())]
-
-
 def probe_index(mem: Memory, ledger: list[dict] | None = None) -> dict[str, list[tuple[str, Probe]]]:
     """key -> the active probes [(item, probe)]: those of the newest live or transferred
     item (or refusal) that asks about the key (``ledger``: ``mem.ledger()``, if already read)."""
@@ -195,16 +212,19 @@ def _answer(probes: list[Probe]) -> str:
     return max(set(answers), key=answers.count)
 
 
-def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
-    """Consolidate the learner's buffer into its memory; returns what happened."""
+def sleep(learner: Sleeper, cfg: SleepConfig | None = None) -> dict:
+    """Consolidate the learner's buffer into the memory attached to its weights; returns what happened."""
     cfg = cfg or SleepConfig()
-    mem, att = learner._mem()
-    if mem.strategy.name == "bank":
+    weights = learner.weights
+    mem = weights.attached()
+    bank = weights.is_bank
+    if bank:
         # Bank items are separate adapters routed per question: tonight's cannot disturb
         # earlier ones, so there is nothing for replay to protect or for transfer to move.
         cfg = replace(cfg, replay=False, transfer=False)
     buf = learner.buffer
-    assert buf is not None
+    if buf is None:
+        raise ReverieError("the learner has no episodic buffer: attach a memory first")
     obs = buf.items()
     t0 = time.perf_counter()
     rep: dict[str, Any] = {"observations": len(obs), "consolidated": 0, "refused": 0, "discarded": 0,
@@ -221,7 +241,6 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
     bm = learner.bm
     # Into a bank, a text longer than the window goes as chunks, each its own item (probed,
     # repaired and routed on its own); anywhere else, as one item.
-    bank = mem.strategy.name == "bank"
     units = [(o, t, x) for o in chosen for t, x in (learner.bank_pieces(o.text) if bank else [(o.text, {})])]
     texts = [t for _, t, _ in units]
     probes = PROBERS[cfg.prober]().probe(bm, texts)
@@ -255,7 +274,7 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
             e["repair"] = info
         rep["repaired"] = sum(bool(info["failed"]) for _, info in fixed)
         rep["repair_s"] = round(time.perf_counter() - t1, 3)
-    ids = consolidate(att, ads, [o.sha256 for o, _, _ in units], learner._guard, texts, extra, notes)
+    ids = consolidate(weights, ads, [o.sha256 for o, _, _ in units], learner.guard, texts, extra, notes)
     rep["consolidated"] = sum(i is not None for i in ids)
     rep["refused"] = sum(i is None for i in ids)
     rep["discarded"] = len(dropped)
@@ -268,17 +287,19 @@ def sleep(learner: Learner, cfg: SleepConfig | None = None) -> dict:
         live = [i for i in moved if i in set(mem.items)]
         removal = {t: -W for t, W in _dense_sum(mem, live).items()}
         if rows:
-            att.refresh(removal or None)  # fit on the weights as they will be once the transfer is done
+            # Fitted on the memory as it will be once the transfer is done (adapters injected
+            # ad hoc are no part of it).
+            weights.refresh(removal or None, injected=False)
             ad = replay.fit(bm, rows, tuple(mem.total), cfg.replay_rank, cfg.replay_steps, cfg.replay_lr, seed=cfg.seed)
             sha = hashlib.sha256("\n".join(f"{q}\t{a}" for q, a in rows).encode()).hexdigest()
-            rid = consolidate(att, [ad], [sha], learner._guard, [f"replay of {len(rows)} probes"],
+            rid = consolidate(weights, [ad], [sha], learner.guard, [f"replay of {len(rows)} probes"],
                               [{"kind": "replay", "covered": sorted(full)}], drift_only=True, pending=removal)
             rep["replay_item"] = rid[0]
             if rid[0] is not None:
                 for i in live:
                     mem.forget(i, reason="transferred")
                 rep["transferred"] = len(live)
-            att.refresh()
+            weights.refresh()
         rep["replay_rows"] = len(rows)
         rep["replay_s"] = round(time.perf_counter() - t1, 3)
     buf.drop([o.id for o in obs])
@@ -308,7 +329,7 @@ def _dense_sum(mem: Memory, ids: list[str]) -> dict:
     return total
 
 
-def replay_rows(learner: Learner, mem: Memory, cfg: SleepConfig, new_owners: set[str]) -> list[tuple[str, str]]:
+def replay_rows(learner: Sleeper, mem: Memory, cfg: SleepConfig, new_owners: set[str]) -> list[tuple[str, str]]:
     """Tonight's and transferred items' probes (``phrasings`` per fact), a sample of earlier
     items' active probes, and anchors answered by the base model."""
     index = probe_index(mem)
@@ -338,4 +359,4 @@ def replay_rows(learner: Learner, mem: Memory, cfg: SleepConfig, new_owners: set
     return rows
 
 
-__all__ = ["SELECTORS", "Selector", "SleepConfig", "bank_router", "probe_index", "register_selector", "sleep"]
+__all__ = ["SELECTORS", "Selector", "Sleeper", "SleepConfig", "bank_router", "probe_index", "register_selector", "sleep"]
