@@ -159,20 +159,22 @@ def ask(question: Annotated[str, typer.Argument(help="The question.")],
 
 
 # ---- memory -----------------------------------------------------------------------------
-def _learner(model: Path | None, memory: Path | None, strategy: str = "add", guard: bool = True):
-    from reverie.learner import Learner
+def _learner(model: Path | None, memory: Path | None, strategy: str | None = None, guard: bool = True):
+    from reverie.learner import Learner, default_strategy
 
     learner = Learner.load(model)
-    learner.open_memory(memory or default_memory(), strategy, guard=guard)
+    learner.open_memory(memory or default_memory(), strategy or default_strategy(model), guard=guard)
     return learner
 
 
-def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True, create: bool = False, strategy: str = "add"):
+def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True, create: bool = False, strategy: str | None = None):
     """A memory for inspection (or, with ``create``, a new one), without loading the hypernetwork."""
     from reverie.base.model import BaseModel
     from reverie.hypernet.model import fingerprint
+    from reverie.learner import default_strategy
     from reverie.memory import Memory, memory_targets
 
+    strategy = strategy or default_strategy(model)
     p = memory or default_memory()
     if not create and not (p / "memory.json").is_file():
         raise ReverieError(f"no memory at {p} (create one with `reverie consolidate FILE --memory {p}`)")
@@ -183,11 +185,11 @@ def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True,
 
 def _weights(bm: BaseModel, mem: Memory) -> Weights:
     """The model's weights with ``mem`` merged in (a bank: routed per question, as the
-    learner routes it: ``reverie.sleep.cycle.bank_router``)."""
+    learner routes it: ``reverie.sleep.cycle.router_for``)."""
     from reverie.memory import Weights
-    from reverie.sleep.cycle import bank_router
+    from reverie.sleep.cycle import router_for
 
-    return Weights(bm.model, mem, router=bank_router)
+    return Weights(bm.model, mem, router=router_for(bm))
 
 
 def hypernet_targets(model: Path | None) -> list[str]:
@@ -205,7 +207,7 @@ def hypernet_targets(model: Path | None) -> list[str]:
 @friendly
 def consolidate(files: Annotated[list[str], typer.Argument(help="Text files to write into the memory (- for standard input).")],
                 memory: MemOpt = None, model: ModelOpt = None,
-                strategy: Annotated[str, typer.Option(help="Merge strategy of a new memory (add, scaled, orthogonal, ties, dare, svd, bank).")] = "add",
+                strategy: Annotated[str | None, typer.Option(help="Merge strategy of a new memory (add, scaled, orthogonal, ties, dare, svd, bank); default: bank for --model smollm2, add for the embedded model.")] = None,
                 guard: Annotated[bool, typer.Option(help="Pass each update through the interference guard.")] = True,
                 as_json: JsonOpt = False) -> None:
     """Inject documents and merge them into a persistent weight memory (one batch)."""
@@ -229,7 +231,7 @@ def consolidate(files: Annotated[list[str], typer.Argument(help="Text files to w
 @friendly
 def read(file: Annotated[str, typer.Argument(help="Text file to read, or - for standard input.")],
          memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = False,
-         strategy: Annotated[str, typer.Option(help="Merge strategy of a new memory: add (merged, with replay at sleep) or bank (one adapter per item, routed by document key); see `reverie consolidate --help`.")] = "add") -> None:
+         strategy: Annotated[str | None, typer.Option(help="Merge strategy of a new memory: add (merged, with replay at sleep) or bank (one adapter per item, routed by document key); default: bank for --model smollm2 (learned at sleep), add for the embedded model; see `reverie consolidate --help`.")] = None) -> None:
     """Put a text into the memory's episodic buffer: answerable at once (working context),
     consolidated into the weights at the next `reverie sleep`."""
     from reverie.hypernet.injectors import check_text
@@ -259,7 +261,10 @@ def sleep_cmd(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = 
     replay (merged memories) or repair each new item on its own probes (bank memories)."""
     learner = _learner(model, memory, guard=guard)
     try:
-        with err.status("sleeping: probing, injecting, merging, replaying"):
+        with err.status("sleeping: probing, injecting, merging, replaying") as status:
+            if hasattr(learner.injector, "progress"):  # learning by gradient steps: minutes, so show each step
+                learner.injector.progress = lambda k, n, step, loss: status.update(
+                    f"sleeping: learning item {k + 1} of {n}, step {step}, loss {loss:.3f}")
             rep = learner.sleep(budget=budget, replay=replay)
     finally:
         learner.close()

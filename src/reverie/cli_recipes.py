@@ -222,6 +222,39 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
     emit(r, as_json, "QA after injection")
 
 
+@bench_app.command("learn")
+@friendly
+def bench_learn(model: Annotated[str, typer.Option("--model", help="smollm2 (SmolLM2-135M-Instruct), a local model directory, or world (the embedded model).")] = "smollm2",
+                as_json: JsonOpt = False, seed: SeedOpt = 0,
+                sets: Annotated[str, typer.Option(help="Comma-separated dev sets: bios, wiki, notes.")] = "bios,wiki,notes",
+                split: Annotated[str, typer.Option(help="Half to report: test (never tuned on) or dev.")] = "test",
+                limit: Annotated[int | None, typer.Option(min=1, help="Items per set (default: the whole half).")] = None,
+                fill: Annotated[int, typer.Option(min=0, help="Items in one memory for retention_N (the reported ones, then the other half's); 0: skip.")] = 0,
+                updates: Annotated[bool, typer.Option(help="Read and sleep on each biography's job change, then ask about it.")] = True,
+                results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """Does the model learn what a user writes? Hand-written biographies, Wikipedia
+    paragraphs and notes are read into a bank memory, slept on, and asked about with the
+    text gone: accuracy with no context / full context / retrieval / one injection / after
+    sleep, locality, knowledge updates, sleep seconds per item, answer latency ratio.
+    Wikipedia paragraphs need `reverie data fetch` first."""
+    from reverie.eval import bench_learn as bl
+    from reverie.eval import results as res
+    from reverie.utils import atomic_write_text
+
+    t0 = time.time()
+    names = tuple(x.strip() for x in sets.split(",") if x.strip())
+    unknown = [x for x in names if x not in bl.SETS]
+    if unknown or not names:
+        raise ReverieError(f"unknown dev set {', '.join(unknown) or '(none)'}: choose from {', '.join(bl.SETS)}")
+    cfg = bl.LearnBench(sets=names, split=split, limit=limit, fill=fill, updates=updates, seed=seed)
+    r = bl.run(None if model == "world" else model, cfg, progress=lambda s: err.print(f"bench learn: {s}", highlight=False))
+    r = res.stamp(r, seed, model, t0)
+    name = f"bench_learn_{model}"
+    out_dir = res.write(name, r, results, f"Learning what a user writes ({model})")
+    atomic_write_text(out_dir / f"{name}.md", bl.markdown(r))
+    emit(r, as_json, f"Learning what a user writes ({model})")
+
+
 @bench_app.command("sequential")
 @friendly
 def bench_sequential(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,

@@ -29,8 +29,9 @@ from reverie.hypernet.model import fingerprint
 from reverie.hypernet.store import load_hypernet
 from reverie.memory import Guard, Memory, Weights, consolidate, memory_targets
 from reverie.policy import selector as _learned_selector  # noqa: F401 - registers the ``learned`` selector
+from reverie.sleep import learn as _learn_injector  # noqa: F401 - registers the ``learn`` injector
 from reverie.sleep.buffer import Buffer, fit_context, memory_buffer
-from reverie.sleep.cycle import SleepConfig, bank_router
+from reverie.sleep.cycle import SleepConfig, router_for
 
 
 def hypernet_dir(model: str | Path | None = None) -> Path:
@@ -43,13 +44,26 @@ def hypernet_dir(model: str | Path | None = None) -> Path:
     return Path(model or DEFAULT_MODEL_DIR) / "hypernet"
 
 
+def is_named_real(model: str | Path | None) -> bool:
+    """Whether ``model`` names a real pretrained model this package knows (``smollm2``)."""
+    from reverie.base.real import NAMED
+
+    return model is not None and str(model) in NAMED
+
+
+def default_strategy(model: str | Path | None) -> str:
+    """A new memory's strategy when none is asked for: ``bank`` for a named real model
+    (per-item adapters, routed per question), ``add`` for the embedded world model."""
+    return "bank" if is_named_real(model) else "add"
+
+
 class Learner:
     """A base model whose weights take in what it reads."""
 
     def __init__(self, bm: BaseModel, injector: Injector):
         self.bm = bm
         self.injector = injector
-        self.weights = Weights(bm.model, router=bank_router)
+        self.weights = Weights(bm.model, router=router_for(bm))
         """The one owner of the model's weights: base, memory, injected adapters, routing."""
         self._guard: Guard | None = None
         self.buffer: Buffer | None = None
@@ -211,23 +225,30 @@ class Learner:
 
     @classmethod
     def load(cls, model: str | Path | None = None, hypernet: str | Path | None = None,
-             injector: str = "hyper", memory: str | Path | None = None, strategy: str = "add",
+             injector: str | None = None, memory: str | Path | None = None, strategy: str | None = None,
              read_dtype: str | None = None, **injector_kw) -> Learner:
-        """Load a base model (default: embedded) and an injector (default: its hypernetwork);
-        with ``memory``, attach that persistent weight memory (see :meth:`open_memory`).
+        """Load a base model (default: embedded) and an injector; with ``memory``, attach
+        that persistent weight memory (see :meth:`open_memory`).
+
+        Defaults by model: the embedded world model injects with its hypernetwork into an
+        ``add`` memory; a named real model (``smollm2``) learns at sleep (the ``learn``
+        injector: probes and a fitted LoRA, reverie.sleep.learn) into a ``bank`` memory
+        (one adapter per item, routed per question), since its hypernetwork's adapters do
+        not beat no context and summed adapters break unrelated answers.
         ``read_dtype`` is the hypernetwork's reading precision (``HyperInjector.read_dtype``);
         by default ``auto`` for a named real model, whose pass over a passage is most of an
         injection's time, and float32 for the embedded one, whose figures were all measured
         so and whose injection takes milliseconds."""
+        real = is_named_real(model)
+        injector = injector or ("learn" if real else "hyper")
+        strategy = strategy or default_strategy(model)
         bm = BaseModel.load(model)
         if injector == "hyper":
             hp = Path(hypernet) if hypernet else hypernet_dir(model)
             if not hp.exists():
                 raise ModelLoadError(f"no hypernetwork at {hp}: train one with `reverie train hypernet --export`")
             if read_dtype is None:
-                from reverie.base.real import NAMED
-
-                read_dtype = "auto" if str(model) in NAMED else "float32"
+                read_dtype = "auto" if real else "float32"
             learner = cls(bm, HyperInjector(bm, load_hypernet(hp, bm), read_dtype=read_dtype))
         elif injector not in INJECTORS:
             raise ModelLoadError(f"unknown injector {injector!r} (known: {', '.join(INJECTORS)})")

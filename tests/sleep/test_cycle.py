@@ -71,7 +71,7 @@ from reverie.learner import Learner
 from reverie.world import World
 from reverie.world.stream import make_stream, StreamConfig
 s = make_stream(World(), StreamConfig(days=40, people_per_day=2), seed=0)
-learner = Learner.load(memory={path!r}, strategy={strategy!r})
+learner = Learner.load(memory={path!r}, strategy={strategy!r}, injector={injector!r})
 learner._guard = None
 for day in s.days:
     for o in day.observations:
@@ -81,14 +81,15 @@ for day in s.days:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["add", "bank"])
-def test_killed_during_read_or_sleep_loses_nothing(tmp_path, strategy):
-    """Merged memories (replay, transfer) and bank memories (repair) alike."""
+@pytest.mark.parametrize(("strategy", "injector"), [("add", "hyper"), ("bank", "hyper"), ("bank", "learn")])
+def test_killed_during_read_or_sleep_loses_nothing(tmp_path, strategy, injector):
+    """Merged memories (replay, transfer) and bank memories (repair) alike, and a bank that
+    learns at sleep by gradient steps (a real model's path, on the small embedded model)."""
     path = str(tmp_path / "m")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     acked: set[str] = set()
     for k in range(8 if strategy == "add" else 5):
-        p = subprocess.Popen([sys.executable, "-c", LIVER.format(root=root, path=path, strategy=strategy)], stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen([sys.executable, "-c", LIVER.format(root=root, path=path, strategy=strategy, injector=injector)], stdout=subprocess.PIPE, text=True)
         assert p.stdout is not None
         # Past the imports (the first acknowledged read, however slow a loaded machine makes
         # them), then at a different point of a read or a sleep.

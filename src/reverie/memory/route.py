@@ -48,6 +48,15 @@ where the subject changes (:func:`subject_chunks`), each its own item: about one
 ``reverie bench long`` (seed 0), bank QA over single injection at 1/2/4/8x: 1.00 / 1.00 /
 1.02 / 1.00 at 64 tokens; 0.97 / 1.00 / 1.00 / 0.91 at 48; 0.94 / 1.00 / 1.00 / 1.00 at 96;
 0.88 / 0.86 / 0.79 / 0.75 with 48-token chunks cut on length alone."""
+QUESTION_WORDS = frozenset(
+    "what which who whom whose where when why how in on at for from by with of the a an is was are were "
+    "do does did has have had can could will would should tell give name list describe".split())
+"""Words that open a question in sentence case: never a name in a question."""
+FUNCTION_WORDS = frozenset(
+    "and or but to as it its this that these those there their they them he she his her i my me we our us you "
+    "your what's who's where's be been being not no so than then also just only very much many more most "
+    "name called about".split())
+"""Words a question shares with any text: no evidence of what it is about."""
 PROBE_MATCH = 0.6
 """A question that names nothing (no capitalised phrase past its first word: "What is the
 special magic number?") has no key to look up; it goes to the item whose probe questions
@@ -247,8 +256,7 @@ class KeyRouter(Router):
             return []
         need: list[tuple[str, ...]] = []
         for p, initial in phrases(question):
-            if initial and not self.words.get(p[0]):  # "What", "In", "Which": sentence case, no name
-                p = p[1:]
+            p = self._unnamed(p, initial)
             if p:
                 need.append(p[:MAX_GRAM])
         if not need:
@@ -275,6 +283,11 @@ class KeyRouter(Router):
         order = sorted(cands, key=rank, reverse=True)
         return [i for n in order if (i := self.ids[n]) is not None]
 
+    def _unnamed(self, p: tuple[str, ...], initial: bool) -> tuple[str, ...]:
+        """A question's capitalised phrase less a sentence-case first word that names nothing
+        ("What", "In", "Which": not a word of any key)."""
+        return p[1:] if initial and not self.words.get(p[0]) else p
+
     def _by_probes(self, question: str) -> list[str]:
         """Items whose probe questions match a question that names nothing, best (then
         newest) first; O(items), but such questions are rare in a memory of people."""
@@ -295,6 +308,34 @@ class KeyRouter(Router):
             return []
         g = self._groups.get(c[0])
         return c[:1] if g is None else [i for i in c if self._groups.get(i) == g][:MAX_ROUTES]
+
+
+@register("text")
+class TextRouter(KeyRouter):
+    """The key router for a user's own text (a real model's bank): a question's opening
+    question words ("What", "In", "Which") never count as a name, even where some text
+    starts a sentence with them; and a question that names nothing goes to the item whose
+    probe words cover most of its content words ("Which port does the staging server
+    listen on?" -> the note about the staging server), at least ``PROBE_MATCH`` of them and
+    two, or whose probe question reads like it as a whole."""
+
+    def _unnamed(self, p: tuple[str, ...], initial: bool) -> tuple[str, ...]:
+        while p and (p[0] in QUESTION_WORDS or (initial and not self.words.get(p[0]))):
+            p, initial = p[1:], False
+        return p
+
+    def _by_probes(self, question: str) -> list[str]:
+        bag = _bag(question)
+        content = {w for w in bag if w not in QUESTION_WORDS and w not in FUNCTION_WORDS}
+        scored = []
+        for n, (qs, i) in enumerate(zip(self._questions, self.ids, strict=True)):
+            if not qs or i is None:
+                continue
+            whole = max(len(bag & q) / len(bag | q) for q in qs)
+            hit = len(content & set().union(*qs))
+            cover = hit / len(content) if content and hit >= 2 else 0.0
+            scored.append((max(whole, cover), n, i))
+        return [i for sim, _, i in sorted(scored, reverse=True) if sim >= PROBE_MATCH]
 
 
 @register("activation")

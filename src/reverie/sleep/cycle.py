@@ -39,19 +39,22 @@ are in the ledger) and at worst that night's replay is missing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reverie.base.prompt import WORLD
 from reverie.errors import ReverieError
 from reverie.memory import Memory, consolidate
 from reverie.memory.route import Router
 from reverie.sleep import replay
 from reverie.sleep.buffer import Observation
-from reverie.sleep.probe import PROBERS, Probe
+from reverie.sleep.probe import PROBERS, Probe, default_prober
 from reverie.utils import registrar
 
 if TYPE_CHECKING:
@@ -148,8 +151,9 @@ class SleepConfig:
     items through replay instead."""
     repair_steps: int = 40
     """AdamW steps of each correction."""
-    prober: str = "world"
-    """Who writes the probe questions (see reverie.sleep.probe.PROBERS)."""
+    prober: str | None = None
+    """Who writes the probe questions (see reverie.sleep.probe.PROBERS); None: the world's
+    for the embedded world model, the free-text prober for any other model."""
     seed: int = 0
     """Seeds the replay sample."""
 
@@ -194,16 +198,23 @@ def probe_index(mem: Memory, ledger: list[dict] | None = None) -> dict[str, list
     return index
 
 
-def bank_router(mem: Memory) -> Router:
-    """The key router over a bank memory's live items, each also known by the questions it
-    is the newest answer to (its active probes), so that an update and the biography it
-    updates are told apart."""
+def bank_router(mem: Memory, kind: str = "key") -> Router:
+    """The router (``key``; ``text`` for a real model's memory of a user's text) over a bank
+    memory's live items, each also known by the questions it is the newest answer to (its
+    active probes), so that an update and the item it updates are told apart."""
     ledger = mem.ledger()  # read once for both
     active: dict[str, list[str]] = {}
     for entries in probe_index(mem, ledger).values():
         for owner, p in entries:
             active.setdefault(owner, []).append(p.question)
-    return mem.router(questions=active, ledger=ledger)
+    return mem.router(kind, questions=active, ledger=ledger)
+
+
+def router_for(bm: BaseModel) -> Callable[[Memory], Router]:
+    """How a model's bank memory routes: by document key for the embedded world model (its
+    questions name the people they ask about), with the text router for any other model."""
+    kind = "key" if bm.format is WORLD else "text"
+    return functools.partial(bank_router, kind=kind)
 
 
 def _answer(probes: list[Probe]) -> str:
@@ -243,7 +254,10 @@ def sleep(learner: Sleeper, cfg: SleepConfig | None = None) -> dict:
     # repaired and routed on its own); anywhere else, as one item.
     units = [(o, t, x) for o in chosen for t, x in (learner.bank_pieces(o.text) if bank else [(o.text, {})])]
     texts = [t for _, t, _ in units]
-    probes = PROBERS[cfg.prober]().probe(bm, texts)
+    prober = cfg.prober or default_prober(bm)
+    if prober not in PROBERS:
+        raise ReverieError(f"unknown prober {prober!r} (known: {', '.join(PROBERS)})")
+    probes = PROBERS[prober]().probe(bm, texts) if texts else []
     index = probe_index(mem, ledger)
     extra: list[dict[str, Any]] = []
     notes = [{"event": "discarded", "buffer_id": o.id, "reason": why, "source_sha256": o.sha256,
@@ -263,8 +277,8 @@ def sleep(learner: Sleeper, cfg: SleepConfig | None = None) -> dict:
                       "supersedes": links} | piece)
         rep["superseded"] += len(links)
     moved = transferable(mem) if cfg.transfer and cfg.replay else []  # before tonight's items exist
-    ads = learner.injector.inject_many(texts) if texts else []
-    if bank and cfg.repair and ads:
+    ads = learner.injector.inject_probed(texts, probes) if texts else []
+    if bank and cfg.repair and ads and not learner.injector.fits_probes:
         t1 = time.perf_counter()
         first = not mem.state["bias"]  # the bias goes into the weights with the memory's first item
         fixed = [replay.repair(bm, ad, ps, steps=cfg.repair_steps, seed=cfg.seed, with_bias=first)
@@ -359,4 +373,4 @@ def replay_rows(learner: Sleeper, mem: Memory, cfg: SleepConfig, new_owners: set
     return rows
 
 
-__all__ = ["SELECTORS", "Selector", "Sleeper", "SleepConfig", "bank_router", "probe_index", "register_selector", "sleep"]
+__all__ = ["SELECTORS", "Selector", "Sleeper", "SleepConfig", "bank_router", "probe_index", "router_for", "register_selector", "sleep"]

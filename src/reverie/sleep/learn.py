@@ -11,6 +11,7 @@ start (``warm``), and the adapter records the steps the fit took.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -30,7 +31,7 @@ class LearnInjector(Injector):
     fits_probes = True
 
     def __init__(self, bm: BaseModel, cfg: FitConfig | None = None, prober: str | None = None,
-                 warm: HyperInjector | None = None, progress: Callable[[int, float], None] | None = None):
+                 warm: HyperInjector | None = None, progress: Callable[[int, int, int, float], None] | None = None):
         super().__init__(bm)
         self.cfg = cfg or FitConfig()
         self.prober = prober or default_prober(bm)
@@ -41,7 +42,7 @@ class LearnInjector(Injector):
         self.warm = warm
         """A hypernetwork whose adapter (its document ranks) starts each fit."""
         self.progress = progress
-        """Called with (step, loss) after every step of a fit."""
+        """Called with (text index, texts, step, loss) after every step of a fit."""
 
     def target_names(self) -> tuple[str, ...]:
         return tuple(self.cfg.targets)
@@ -64,12 +65,13 @@ class LearnInjector(Injector):
     def inject_probed(self, texts: list[str], probes: list[list[Probe]]) -> list[Adapter]:
         out = []
         inits = self.warm.inject_many(texts) if self.warm is not None else [None] * len(texts)
-        for text, ps, init in zip(texts, probes, inits, strict=True):
+        for k, (text, ps, init) in enumerate(zip(texts, probes, inits, strict=True)):
             t0 = time.perf_counter()
             rows = [(p.question, p.answer) for p in ps if p.answer.strip()]
             if not rows:
                 raise InputError("nothing to learn: the text states nothing the prober could ask about")
-            ad = fit_rows(self.bm, rows, self.cfg, None if init is None else init.parts()[0], self.progress)
+            tick = None if self.progress is None else functools.partial(self.progress, k, len(texts))
+            ad = fit_rows(self.bm, rows, self.cfg, None if init is None else init.parts()[0], tick)
             ad.meta |= self._meta(text, t0) | {"prober": self.prober, "warm": init is not None}
             out.append(ad)
         return out
