@@ -19,7 +19,7 @@ PASSAGE = ("The Voss Observatory was built in 1931 on the slopes of Mount Kessel
 def learner():
     from reverie.learner import Learner
 
-    return Learner.load("smollm2")
+    return Learner.load("smollm2", injector="hyper")
 
 
 def test_loads_offline_with_its_hypernetwork(learner):

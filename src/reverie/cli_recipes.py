@@ -198,7 +198,7 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
     from reverie.learner import Learner
 
     t0 = time.time()
-    learner = Learner.load(model, hypernet=hypernet, read_dtype=read_dtype)
+    learner = Learner.load(model, hypernet=hypernet, injector="hyper", read_dtype=read_dtype)
     if model is not None and str(model) in NAMED:
         # A real model reads real passages: --n-people counts held-out passages (2 questions each).
         if held_out_from or base_from:
@@ -276,7 +276,7 @@ def bench_sequential(model: ModelOpt = None, as_json: JsonOpt = False, seed: See
         if s not in MERGES:
             raise ReverieError(f"unknown merge strategy {s!r} (known: {', '.join(MERGES)})")
     t0 = time.time()
-    learner = Learner.load(model)
+    learner = Learner.load(model, injector="hyper")  # these benchmarks measure the hypernetwork
     from reverie.memory import ROUTERS
 
     if router not in ROUTERS:
@@ -338,7 +338,7 @@ def bench_long(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt =
     except ValueError:
         raise ReverieError(f"--lengths {lengths!r}: expected integers separated by commas, e.g. 1,2,4,8") from None
     t0 = time.time()
-    learner = Learner.load(model)
+    learner = Learner.load(model, injector="hyper")  # these benchmarks measure the hypernetwork
     r = bl.run(learner.bm, learner.injector, seed=seed, n_per_length=n_per_length, lengths=mults,  # type: ignore[arg-type]
                needle_trials=needle_trials)
     r = res.stamp(r, seed, str(model or "embedded"), t0)

@@ -25,7 +25,7 @@ def run(model: Path | None, n: int, seed: int, console: Console) -> None:
     if model is not None and str(model) in NAMED:
         return run_real(str(model), n, seed, console)
 
-    learner = Learner.load(model) if hypernet_dir(model).exists() else None
+    learner = Learner.load(model, injector="hyper") if hypernet_dir(model).exists() else None
     bm = learner.bm if learner else BaseModel.load(model)
     world = World()
     people = world.held_out[:n]
@@ -81,7 +81,7 @@ def run_real(model: str, n: int, seed: int, console: Console) -> None:
     from reverie.eval.bench_real import rouge_l
     from reverie.learner import Learner
 
-    learner = Learner.load(model)
+    learner = Learner.load(model, injector="hyper")  # the demo shows the hypernetwork's one-pass injection
     bm = learner.bm
     r = random.Random(seed)
     n_params = sum(p.numel() for p in bm.model.parameters()) / 1e6
