@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from reverie.base.model import Generation
+from reverie.base.model import BaseModel, Generation
 from reverie.eval.devsets import Item, Question, correct, load
 
 SETS = ("bios", "wiki", "notes")
@@ -106,7 +106,7 @@ def run(model: str | None, cfg: LearnBench, progress: Callable[[str], None] = la
 
         if model is not None and _has_hypernet(model):
             progress("one hypernetwork injection per item")
-            out |= _inject_figures(model, items, gen)
+            out |= _inject_figures(bm, model, items, gen)
 
         progress(f"read + sleep: {sum(len(v) for v in items.values())} items")
         for v in items.values():
@@ -158,15 +158,18 @@ def _has_hypernet(model: str) -> bool:
     return hypernet_dir(model).exists()
 
 
-def _inject_figures(model: str, items: dict[str, list[Item]], gen: Generation) -> dict[str, Any]:
+def _inject_figures(bm: BaseModel, model: str, items: dict[str, list[Item]], gen: Generation) -> dict[str, Any]:
     """``acc_inject_<set>``: each item's hypernetwork adapter applied alone, no text in context."""
+    from reverie.hypernet.injectors import HyperInjector
     from reverie.hypernet.lora import applied
-    from reverie.learner import Learner
+    from reverie.hypernet.store import load_hypernet
+    from reverie.learner import hypernet_dir
 
-    lr = Learner.load(model, injector="hyper")
-    bm, out = lr.bm, {}
+    # On the benchmark's own copy of the model: the hypernetwork reads, nothing is merged.
+    inj = HyperInjector(bm, load_hypernet(hypernet_dir(model), bm), read_dtype="auto")
+    out = {}
     for s, v in items.items():
-        ads = lr.injector.inject_many([it.text for it in v])
+        ads = inj.inject_many([it.text for it in v])
         replies = []
         for it, ad in zip(v, ads, strict=True):
             with applied(bm.model, ad.factors, ad.scale):

@@ -1,5 +1,5 @@
 """Fitting a LoRA by gradient steps on (question, answer) rows: the loop behind sleep-time
-learning on a real model (``DistillInjector``).
+learning on a real model (the ``learn`` injector, ``reverie.sleep.learn``).
 
 Only the top ``layers`` layers carry the adapter, so everything below them computes the
 same activations at every step: they run once, without gradients, and their output is
@@ -22,17 +22,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from reverie.base.data import IGNORE, pad_rows
 from reverie.base.model import BaseModel
 from reverie.hypernet.adapter import Adapter
+from reverie.hypernet.injectors import native_bf16
 from reverie.hypernet.lora import Factors, applied, layer_prefix, target_dims
-
-IGNORE = -100
-"""Label of a position that is not scored (transformers' convention)."""
 
 
 @dataclass
 class FitConfig:
-    """How a LoRA is fitted to rows (``reverie inject --injector distill``, sleep on a real model)."""
+    """How a LoRA is fitted to rows (the ``learn`` injector: sleep on a real model)."""
 
     layers: int | None = 8
     """Top layers that carry the adapter; the ones below run once and are cached (None: all)."""
@@ -58,18 +57,10 @@ class FitConfig:
         return asdict(self)
 
 
-def _native_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    cpu = torch.cpu  # private probes, hence getattr: an absent one counts as no
-    return device.type == "cpu" and any(
-        bool(getattr(cpu, f, lambda: False)()) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
 def compute_dtype(name: str, device: torch.device) -> torch.dtype:
     """``FitConfig.dtype`` resolved for ``device``."""
     if name == "auto":
-        return torch.bfloat16 if _native_bf16(device) else torch.float32
+        return torch.bfloat16 if native_bf16(device) else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 
@@ -83,10 +74,8 @@ def encode_rows(bm: BaseModel, rows: list[tuple[str, str]]) -> tuple[torch.Tenso
         ai = enc(bm.format.answer(a), add_special_tokens=False)
         ids_l.append((qi + ai)[: bm.max_length])
         lab_l.append(([IGNORE] * len(qi) + ai)[: bm.max_length])
-    width = max(len(i) for i in ids_l)
-    pad = int(bm.tokenizer.pad_token_id)
-    ids = torch.tensor([i + [pad] * (width - len(i)) for i in ids_l])  # (N, T)
-    lab = torch.tensor([la + [IGNORE] * (width - len(la)) for la in lab_l])  # (N, T)
+    ids, lab = pad_rows(list(zip(ids_l, lab_l, strict=True)), int(bm.tokenizer.pad_token_id))  # (N, T) each
+    width = ids.shape[1]
     # From the lengths, not ``ids != pad``: a chat model's pad token is its end-of-turn
     # token, which every answer ends with.
     mask = (torch.arange(width)[None] < torch.tensor([len(i) for i in ids_l])[:, None]).long()
@@ -185,4 +174,4 @@ def fit_rows(bm: BaseModel, rows: list[tuple[str, str]], cfg: FitConfig | None =
     return Adapter(fac, scale, layer_prefix(bm.model), meta)
 
 
-__all__ = ["IGNORE", "FitConfig", "Upper", "compute_dtype", "encode_rows", "fit_rows"]
+__all__ = ["FitConfig", "Upper", "compute_dtype", "encode_rows", "fit_rows"]

@@ -49,13 +49,11 @@ class LearnInjector(Injector):
 
     def probe(self, texts: list[str], queries: list[list[str]] | None = None) -> list[list[Probe]]:
         """Each text's probes; ``queries``: more questions per text, answered with the text in context."""
-        probes = PROBERS[self.prober]().probe(self.bm, texts)
+        prober = PROBERS[self.prober]()
+        probes = prober.probe(self.bm, texts)
         if queries:
-            bm = self.bm
-            asked = [(i, q) for i, qs in enumerate(queries) for q in qs]
-            answers = bm.answer_batch([bm.prompt(q, texts[i]) for i, q in asked]) if asked else []
-            for (i, q), a in zip(asked, answers, strict=True):
-                probes[i].append(Probe(q, a, f"query|{q}"))
+            asked = prober.answer(self.bm, texts, [[(q, f"query|{q}") for q in qs] for qs in queries])
+            probes = [ps + more for ps, more in zip(probes, asked, strict=True)]
         return probes
 
     def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:

@@ -47,7 +47,11 @@ class Prober(ABC):
 
     def probe(self, bm: BaseModel, texts: list[str]) -> list[list[Probe]]:
         """Every text's probes, answered greedily by ``bm`` with the text in context."""
-        qs = [self.questions(t) for t in texts]
+        return self.answer(bm, texts, [self.questions(t) for t in texts])
+
+    def answer(self, bm: BaseModel, texts: list[str], qs: list[list[tuple[str, str]]]) -> list[list[Probe]]:
+        """Each text's (question, key) pairs as probes, answered greedily by ``bm`` with the
+        text in context, all in one batch."""
         prompts = [bm.prompt(q, t) for t, ql in zip(texts, qs, strict=True) for q, _ in ql]
         answers = iter(bm.answer_batch(prompts, self.generation) if prompts else [])
         return [[Probe(q, next(answers), k) for q, k in ql] for ql in qs]
@@ -352,7 +356,7 @@ class TextProber(Prober):
         """(prompt, answer, key): per sentence and stated thing, an echo question and a cloze
         prompt (a sentence with nothing to ask gets one cloze cut half-way)."""
         out = []
-        x = subject(text)
+        x, tag = subject(text), _tag(text)
         for n, raw in enumerate(sentences(text)):
             s = resolved(raw, x)
             found = [(o, a) for o, a in anchors(s) if not (x and a == x)][: self.most_cuts]
@@ -360,19 +364,19 @@ class TextProber(Prober):
                 words = [m.start() for m in _TOKEN.finditer(s)]
                 if len(words) > 3:
                     c = words[len(words) // 2]
-                    out.append((self.cloze.format(x=x or "it", prefix=s[:c].rstrip()), s[c:].strip(), f"fact|{_tag(text)}|{n}|{c}"))
+                    out.append((self.cloze.format(x=x or "it", prefix=s[:c].rstrip()), s[c:].strip(), f"fact|{tag}|{n}|{c}"))
                 continue
             for o, a in found:
                 wh = wh_word(s, o, a)
                 plain = fronted(s, x, o, a, wh) if self.with_fronted else None
                 if plain is not None:
-                    out.append((plain, "", f"fact|{_tag(text)}|{n}|{o}"))
+                    out.append((plain, "", f"fact|{tag}|{n}|{o}"))
                 head = _PREPOSITION.sub("", s[:o]).rstrip() if wh in ("when", "where") else s[:o].rstrip()
                 q = f"{head} {wh}{s[o + len(a):]}".strip().rstrip(".!") + "?"
                 if self.with_echo:
-                    out.append((q[0].upper() + q[1:], s, f"fact|{_tag(text)}|{n}|{o}"))
+                    out.append((q[0].upper() + q[1:], s, f"fact|{tag}|{n}|{o}"))
                 if o > 0 and self.with_cloze:
-                    out.append((self.cloze.format(x=x or "it", prefix=s[:o].rstrip()), s[o:].strip(), f"fact|{_tag(text)}|{n}|{o}"))
+                    out.append((self.cloze.format(x=x or "it", prefix=s[:o].rstrip()), s[o:].strip(), f"fact|{tag}|{n}|{o}"))
         return out
 
     def probe(self, bm: BaseModel, texts: list[str]) -> list[list[Probe]]:
@@ -380,9 +384,7 @@ class TextProber(Prober):
         # Fronted questions (answer "") are answered by the model with the text in context,
         # with the generic questions, in one batch.
         qs = [self.questions(t) + [(q, k) for q, a, k in f if not a] for t, f in zip(texts, facts, strict=True)]
-        prompts = [bm.prompt(q, t) for t, ql in zip(texts, qs, strict=True) for q, _ in ql]
-        answers = iter(bm.answer_batch(prompts, self.generation) if prompts else [])
-        asked = [[Probe(q, next(answers), k) for q, k in ql] for ql in qs]
+        asked = self.answer(bm, texts, qs)
         return [ps + [Probe(q, a, k) for q, a, k in f if a] for f, ps in zip(facts, asked, strict=True)]
 
 
