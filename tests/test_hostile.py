@@ -78,6 +78,11 @@ def test_truncated_memory_total(mem):
     total.write_bytes(total.read_bytes()[:100])
     _one_line_error(runner.invoke(app, ["memories", "list", "--memory", str(mem)]), str(mem))
     assert total.stat().st_size == 100  # nothing was "repaired" behind the user's back
+    r = runner.invoke(app, ["memories", "repair", "--memory", str(mem)])  # asked for: rebuilt from the items
+    assert r.exit_code == 0 and "rebuilt the total from" in " ".join(r.output.split()), r.output
+    assert runner.invoke(app, ["memories", "list", "--memory", str(mem)]).exit_code == 0
+    r = runner.invoke(app, ["memories", "repair", "--memory", str(mem)])
+    assert r.exit_code == 0 and "nothing to repair" in " ".join(r.output.split())
 
 
 def test_corrupt_buffer_entry(mem):

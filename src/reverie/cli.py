@@ -274,6 +274,7 @@ def sleep_cmd(memory: MemOpt = None, model: ModelOpt = None, as_json: JsonOpt = 
     else:
         # A long text goes into a bank as several chunk items: count items, not observations.
         repaired = f", {rep['repaired']} repaired" if rep.get("repaired") else ""
+        repaired += f", {rep['revised']} earlier items revised" if rep.get("revised") else ""
         out.print(f"{rep['observations']} observations: {rep['consolidated']} items stored "
                   f"({rep['refused']} refused by the guard, {rep['discarded']} discarded, {rep['superseded']} facts superseded{repaired}), "
                   f"replayed {rep['replay_rows']} probes in {rep['sleep_s']:.1f} s", highlight=False)
@@ -342,6 +343,24 @@ def memories_forget(item: Annotated[str, typer.Argument(help="Item id.")], memor
     with mem:
         exact = mem.forget(item)
     err.print(f"forgot {item} ({'exact' if exact else 'approximate: the strategy mixed it with other items'})")
+
+
+@mem_app.command("repair")
+@friendly
+def memories_repair(memory: MemOpt = None, model: ModelOpt = None) -> None:
+    """Rebuild a memory's derived total (`total-*.safetensors`) from its items and ledger,
+    when that file is missing or corrupt; a sound memory is left as it is."""
+    from reverie.base.model import BaseModel
+    from reverie.hypernet.model import fingerprint
+    from reverie.memory import Memory, memory_targets
+
+    p = memory or default_memory()
+    if not (p / "memory.json").is_file():
+        raise ReverieError(f"no memory at {p}")
+    bm = BaseModel.load(model)
+    with Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, hypernet_targets(model)),
+                repair=True) as mem:
+        err.print(f"memory {p}: {mem.repaired or 'sound, nothing to repair'}")
 
 
 @mem_app.command("snapshot")

@@ -53,6 +53,16 @@ def test_add_sums_and_forget_is_exact(tmp_path):
         assert len(m2.items) == 2
 
 
+def test_forgetting_a_bank_item_leaves_the_total_at_zero(tmp_path):
+    # A bank's items never enter the total: subtracting one on forget would leave every
+    # question, routed or not, answered under minus that item.
+    with _mem(tmp_path / "m", strategy="bank") as m:
+        ids = m.add([_adapter(0), _adapter(1)], ["a", "b"])
+        m.forget(ids[0])
+        assert float(m.total[T].abs().max()) == 0.0
+        assert m.items == [ids[1]]
+
+
 def test_bias_is_added_once(tmp_path):
     with _mem(tmp_path / "m") as m:
         m.add([_adapter(0, bias_rank=2), _adapter(1, bias_rank=2)], ["a", "b"])
@@ -75,6 +85,27 @@ def test_corrupt_total_is_detected(tmp_path):
     total.write_bytes(total.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(MemoryError_, match="checksum"):
         _mem(tmp_path / "m")
+
+
+@pytest.mark.parametrize("strategy", ["add", "orthogonal", "bank"])
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_a_lost_total_is_rebuilt_from_the_items(tmp_path, strategy, damage):
+    with _mem(tmp_path / "m", strategy) as m:
+        m.add([_adapter(0, bias_rank=1), _adapter(1, bias_rank=1)], ["a", "b"])
+        m.add([_adapter(2, bias_rank=1)], ["c"])
+        want, state = {t: W.clone() for t, W in m.total.items()}, dict(m.strategy.state)
+        total = tmp_path / "m" / m.state["total"]
+    total.unlink() if damage == "missing" else total.write_bytes(b"not a safetensors file")
+    with pytest.raises(MemoryError_, match="memories repair"):
+        _mem(tmp_path / "m")
+    with Memory(tmp_path / "m", "fp", {T: (2, 32, 64)}, repair=True) as m:
+        assert m.repaired == "rebuilt the total from 3 items, exactly"
+        assert torch.allclose(m.total[T], want[T], atol=1e-5)
+        assert state.keys() == m.strategy.state.keys()
+        assert all(torch.allclose(m.strategy.state[k], v, atol=1e-5) for k, v in state.items())
+        assert m.ledger()[-1]["event"] == "repair"
+    with _mem(tmp_path / "m") as m:  # sound again: opens without repair
+        assert torch.allclose(m.total[T], want[T], atol=1e-5) and m.repaired is None
 
 
 def test_wrong_model_is_refused(tmp_path):

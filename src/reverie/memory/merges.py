@@ -44,6 +44,8 @@ class MergeStrategy:
     (persisted with the memory's total)."""
 
     name = "?"
+    merged = True
+    """Whether items go into the total (False: a bank, whose items are applied per question)."""
 
     def __init__(self, **kw: float):
         self.kw = kw
@@ -55,6 +57,10 @@ class MergeStrategy:
     def after(self, total: Dense, n_items: int) -> Dense | None:
         """Called after each batch: may return a replacement total (e.g. re-compression)."""
         return None
+
+    def rebuild(self, items: list[Lowrank]) -> None:  # noqa: B027 - optional hook
+        """Rebuild ``state`` from the items as applied, in order (a memory whose total file
+        was lost: ``Memory`` repair); the default carries no state worth rebuilding."""
 
 
 def _sum(ds: list[Dense]) -> Dense:
@@ -95,6 +101,12 @@ class Orthogonal(MergeStrategy):
                 self._grow(t, A)
             items.append(out)
         return Applied(_sum([dense(f) for f in items]), items)
+
+    def rebuild(self, items: list[Lowrank]) -> None:
+        self.state = {}
+        for f in items:
+            for t, (A, _) in f.items():
+                self._grow(t, A.float())
 
     def _grow(self, t: str, A: torch.Tensor) -> None:
         L, _, d_in = A.shape
@@ -158,6 +170,8 @@ class Svd(MergeStrategy):
 class Bank(MergeStrategy):
     """No merge: each item stays a separate adapter, chosen per question by routing on a
     document key (WISE-like side memory). The total stays zero; see ``Memory.route``."""
+
+    merged = False
 
     def apply(self, total: Dense, batch: list[Lowrank]) -> Applied:
         return Applied({t: torch.zeros_like(W) for t, W in total.items()}, batch)

@@ -143,7 +143,7 @@ class Memory:
     """
 
     def __init__(self, path: str | Path, fingerprint: str, targets: dict[str, tuple[int, int, int]],
-                 strategy: str = "add", strategy_kw: dict | None = None, readonly: bool = False):
+                 strategy: str = "add", strategy_kw: dict | None = None, readonly: bool = False, repair: bool = False):
         self.path = Path(path)
         self.readonly = readonly
         self._lock_fd: int | None = None
@@ -155,6 +155,14 @@ class Memory:
         (self.path / "items").mkdir(exist_ok=True)
         if not readonly:
             self._lock()
+        try:
+            self._open(fingerprint, targets, strategy, strategy_kw, readonly, repair)
+        except BaseException:
+            self.close()  # a memory that failed to open holds no lock
+            raise
+
+    def _open(self, fingerprint: str, targets: dict[str, tuple[int, int, int]], strategy: str,
+              strategy_kw: dict | None, readonly: bool, repair: bool) -> None:
         state_p = self.path / "memory.json"
         if state_p.is_file():
             for attempt in range(3):  # a reader may race a writer replacing the total: read again
@@ -172,6 +180,9 @@ class Memory:
                     self.total, self.strategy.state = self._load_total(self.state)
                     break
                 except MemoryError_:
+                    if repair and not readonly:
+                        self.repaired = self._rebuild(targets)
+                        break
                     if not readonly or attempt == 2:
                         raise
                     time.sleep(0.2)
@@ -187,6 +198,9 @@ class Memory:
                 self._commit(self.state, self.total)
         if not readonly:
             self._sweep()
+
+    repaired: str | None = None
+    """What opening with ``repair`` rebuilt (None: nothing needed it)."""
 
     # -- locking and crash recovery ------------------------------------------------------------------
     def _lock(self) -> None:
@@ -241,10 +255,33 @@ class Memory:
     def _load_total(self, state: dict) -> tuple[Dense, dict[str, torch.Tensor]]:
         p = self.path / state["total"]
         if not p.is_file() or sha256_file(p) != state["total_sha256"]:
-            raise MemoryError_(f"memory {self.path}: {state['total']} is missing or does not match its checksum")
+            raise MemoryError_(f"memory {self.path}: {state['total']} is missing or does not match its checksum "
+                               f"(rebuild it from the items: `reverie memories repair --memory {self.path}`)")
         d = load_file(str(p))
         return ({k[6:]: v for k, v in d.items() if k.startswith("total.")},
                 {k[6:]: v for k, v in d.items() if k.startswith("state.")})
+
+    def _rebuild(self, targets: dict[str, tuple[int, int, int]]) -> str:
+        """The total rebuilt from the live items (as applied) and the bias, committed with a
+        ``repair`` ledger event; returns what was done. Exact where every item's applied
+        factors are stored and no re-compression mixed them; otherwise their raw factors
+        stand in (said in the returned line)."""
+        if self.state["bias"] and not self._item_file(self.state["bias"]).is_file():
+            raise MemoryError_(f"memory {self.path}: its bias item is missing too; the memory cannot be rebuilt")
+        total = {t: torch.zeros(s) for t, s in targets.items()}
+        recompressed = set(self.state.get("recompressed", []))
+        entries = self.live_entries()
+        inexact = [i for i in self.state["items"] if not entries[i]["exact"] or i in recompressed]
+        applied = [self.factors(i, applied=True) for i in self.state["items"]]
+        self.strategy.rebuild(applied)
+        parts = (applied if self.strategy.merged else []) + ([self.factors(self.state["bias"])] if self.state["bias"] else [])
+        for f in parts:
+            for t, W in dense(f).items():
+                total[t] += W
+        how = "exactly" if not inexact or not self.strategy.merged else f"approximately ({len(inexact)} items were mixed by the strategy)"
+        self._commit(self.state, total, [{"event": "repair", "time": time.time(), "lost": self.state["total"],
+                                          "items": len(self.state["items"]), "exact": how == "exactly"}])
+        return f"rebuilt the total from {len(self.state['items'])} items, {how}"
 
     def _commit(self, state: dict, total: Dense, events: list[dict] | None = None) -> None:
         if self.readonly:
@@ -347,17 +384,18 @@ class Memory:
         return {e["id"]: e for e in (self.ledger() if ledger is None else ledger) if e.get("event") == "add" and e["id"] in live}
 
     def router(self, kind: str = "key", questions: dict[str, list[str]] | None = None,
-               ledger: list[dict] | None = None, **kw: object) -> Router:
+               ledger: list[dict] | None = None, names: dict[str, list[str]] | None = None, **kw: object) -> Router:
         """A router over the live items (how a ``bank`` memory chooses the item a question is
         about; see reverie.memory.route), keyed from their ledger entries; ``questions``:
-        item -> what it is known to answer (the sleep cycle's active probes)."""
+        item -> what it is known to answer (the sleep cycle's active probes); ``names``:
+        item -> whom and what it is mainly about."""
         if kind not in ROUTERS:
             raise MemoryError_(f"unknown router {kind!r} (known: {', '.join(ROUTERS)})")
         r = ROUTERS[kind](**kw)
         entries = self.live_entries(ledger)
         for i in self.state["items"]:  # in the order they were stored: the newest wins a tie
             r.add(i, entries[i].get("key", []), self.factors(i) if kind == "activation" else None, (questions or {}).get(i),
-                  entries[i].get("document_sha256"))
+                  entries[i].get("document_sha256"), (names or {}).get(i))
         return r
 
     def add(self, adapters: list[Adapter], sources: list[str], guard_info: list[dict] | None = None,
@@ -437,10 +475,10 @@ class Memory:
             raise MemoryError_(f"no memory item {item_id!r} in {self.path}")
         entry = self.item(item_id)
         exact = entry["exact"] and item_id not in self.state.get("recompressed", [])
-        f = self.factors(item_id, applied=exact)
         total = {t: W.clone() for t, W in self.total.items()}
-        for t, W in dense(f).items():
-            total[t] -= W
+        if self.strategy.merged:  # a bank's items never entered the total
+            for t, W in dense(self.factors(item_id, applied=exact)).items():
+                total[t] -= W
         state = {**self.state, "items": [i for i in self.state["items"] if i != item_id]}
         self.unload()  # its slot, if it has one, must not answer again
         ev = {"event": "forget", "id": item_id, "time": time.time(), "exact": exact} | ({"reason": reason} if reason else {})
