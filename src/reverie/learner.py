@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, decode_input
+from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation, decode_input
 from reverie.errors import ModelLoadError, ReverieError
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.injectors import INJECTORS, HyperInjector, Injector, check_text
@@ -270,13 +270,15 @@ class Learner:
         recomposed without it)."""
         self.weights.remove(adapter)
 
-    def ask(self, question: str | bytes, context: str | None = None, working: bool = True) -> str:
+    def ask(self, question: str | bytes, context: str | None = None, working: bool = True,
+            gen: Generation | None = None) -> str:
         """Greedy answer from the weights plus ``context`` if given, else (with ``working``)
-        the working context: what was read since the last sleep, as much as fits."""
+        the working context: what was read since the last sleep, as much as fits; ``gen``:
+        how it is generated (None: :class:`Generation`'s defaults)."""
         if context is None and working and self.buffer is not None and len(self.buffer):
             context = self.working_context(decode_input(question))
         with self.weights.answering(decode_input(question)):
-            return self.bm.answer(question, context)
+            return self.bm.answer(question, context, gen)
 
     def route(self, question: str | bytes) -> str | None:
         """With a ``bank`` memory: the item whose adapter answers ``question`` (None: no item

@@ -231,3 +231,19 @@ def test_the_guard_measures_a_bank_item_only_when_a_probe_routes_to_it(tmp_path)
     g = learner._guard
     assert _routed_probes(g, key_phrases(g.questions[0])) >= 1
     learner.close()
+
+
+def test_the_text_router_leaves_a_question_that_names_an_item_only_in_passing():
+    from reverie.memory.route import TextRouter
+
+    text = ("The Apollo program was run by NASA from 1961 to 1972. It was funded by the United States "
+            "government and landed twelve astronauts on the Moon.")
+    probes = ["What do you know about Apollo program?", "The Apollo program was run by what from 1961 to 1972?",
+              "It was funded by the United States government and landed how many astronauts on the Moon?"]
+    for names, passing in ((["apollo program", "nasa"], None), (None, "a")):
+        r = TextRouter()
+        r.add("a", key_phrases(text), questions=probes, names=names)
+        assert r.route("Who ran the Apollo program?") == "a"  # its main name
+        assert r.route("How many astronauts did the United States land on the Moon?") == "a"  # what it says
+        # Named in passing, nothing it says: no item (without its main names known, the item).
+        assert r.route("What currency is used in the United States?") == passing

@@ -102,7 +102,9 @@ def run(model: str | None, cfg: LearnBench, progress: Callable[[str], None] = la
         keep = [(q, a) for q, a in zip(general, g_base, strict=True) if correct(a, q)]
         out["acc_closed_general"] = round(len(keep) / max(len(general), 1), 4)
         unrelated = [q.q for q, _ in keep] + [q.q for s in cfg.sets for it in others[s][:4] for q in it.questions[:2]]
-        base_unrelated = [a for _, a in keep] + bm.answer_batch([bm.prompt(q) for q in unrelated[len(keep):]], gen)
+        # Asked the way they are asked after sleep (one at a time, the same generation): a
+        # batch's left padding or another answer length would count as a change.
+        base_unrelated = [learner.ask(q, working=False, gen=gen) for q in unrelated]
 
         if model is not None and _has_hypernet(model):
             progress("one hypernetwork injection per item")
@@ -121,7 +123,7 @@ def run(model: str | None, cfg: LearnBench, progress: Callable[[str], None] = la
         ids = dict(zip([it.id for v in items.values() for it in v], rep.get("items", []), strict=False))
         progress("asking through the memory")
         for s in cfg.sets:
-            routed = [learner.ask(q.q, working=False) for q in qs[s]]
+            routed = [learner.ask(q.q, working=False, gen=gen) for q in qs[s]]
             out[f"acc_sleep_{s}"], out[f"rougeL_sleep_{s}"] = _score(routed, qs[s])
             single = _single(learner, items[s], ids, gen)
             out[f"acc_single_{s}"], _ = _score(single, qs[s])
@@ -129,7 +131,7 @@ def run(model: str | None, cfg: LearnBench, progress: Callable[[str], None] = la
             out[f"relative_sleep_{s}"] = round(out[f"acc_sleep_{s}"] / full_acc, 4) if full_acc else None
             out[f"routed_right_{s}"] = round(statistics.mean(
                 learner.route(q.q) == ids.get(it.id) for it in items[s] for q in it.questions), 4)
-        after = [learner.ask(q, working=False) for q in unrelated]
+        after = [learner.ask(q, working=False, gen=gen) for q in unrelated]
         out["locality"] = round(sum(a == b for a, b in zip(after, base_unrelated, strict=True)) / max(len(unrelated), 1), 4)
         out["n_locality"] = len(unrelated)
         out |= _answer_ratio(learner, [q.q for s in cfg.sets for q in qs[s]][:24])
@@ -141,12 +143,12 @@ def run(model: str | None, cfg: LearnBench, progress: Callable[[str], None] = la
                 learner.read(str(it.update_text))
             learner.sleep()
             ups = [it.update for it in bios if it.update is not None]
-            replies = [learner.ask(q.q, working=False) for q in ups]
+            replies = [learner.ask(q.q, working=False, gen=gen) for q in ups]
             out["update_success"] = round(statistics.mean(correct(r, q) for r, q in zip(replies, ups, strict=True)), 4) if ups else None
             stale = [Question(q.q, it.update_old or "", ()) for q, it in zip(ups, bios, strict=True)]
             out["stale_rate"] = round(statistics.mean(correct(r, q) and bool(q.a) for r, q in zip(replies, stale, strict=True)), 4) if ups else None
         if cfg.fill:
-            out |= _retention(learner, items, others, cfg.fill, progress)
+            out |= _retention(learner, items, others, cfg.fill, gen, progress)
         learner.close()
     out["model"] = named
     return out
@@ -210,7 +212,7 @@ def _answer_ratio(learner: Any, questions: list[str]) -> dict[str, float]:
 
 
 def _retention(learner: Any, items: dict[str, list[Item]], others: dict[str, list[Item]], fill: int,
-               progress: Callable[[str], None]) -> dict[str, Any]:
+               gen: Generation, progress: Callable[[str], None]) -> dict[str, Any]:
     """Fill the memory with the other half's items up to ``fill`` in all, then ask the
     reported items' questions again."""
     have = sum(len(v) for v in items.values())
@@ -221,7 +223,7 @@ def _retention(learner: Any, items: dict[str, list[Item]], others: dict[str, lis
     if extra:
         learner.sleep()
     qs = [q for v in items.values() for it in v for q in it.questions]
-    replies = [learner.ask(q.q, working=False) for q in qs]
+    replies = [learner.ask(q.q, working=False, gen=gen) for q in qs]
     acc, _ = _score(replies, qs)
     return {f"retention_{have + len(extra)}": acc}
 

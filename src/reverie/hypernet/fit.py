@@ -174,4 +174,14 @@ def fit_rows(bm: BaseModel, rows: list[tuple[str, str]], cfg: FitConfig | None =
     return Adapter(fac, scale, layer_prefix(bm.model), meta)
 
 
-__all__ = ["FitConfig", "Upper", "compute_dtype", "encode_rows", "fit_rows"]
+def stacked(base: Factors, ad: Adapter) -> Adapter:
+    """One adapter that applies ``base`` (factors, scale folded in) and ``ad`` together: their
+    ranks side by side, ``(L, r1 + r2, d_in)`` and ``(L, d_out, r1 + r2)``, scale 1. A fit
+    made on top of ``base`` (with it applied) is meant to act with it."""
+    fac = {t: (torch.cat([base[t][0].float(), A.float()], dim=1),  # (L, r1 + r2, d_in)
+               torch.cat([base[t][1].float(), B.float() * ad.scale], dim=2))  # (L, d_out, r1 + r2)
+           for t, (A, B) in ad.factors.items()}
+    return Adapter(fac, 1.0, ad.layer_prefix, dict(ad.meta))
+
+
+__all__ = ["FitConfig", "Upper", "compute_dtype", "encode_rows", "fit_rows", "stacked"]

@@ -77,10 +77,12 @@ class Injector(ABC):
     def inject(self, text: str | bytes, queries: list[str] | None = None) -> Adapter:
         return self.inject_many([check_text(text)], None if queries is None else [queries])[0]
 
-    def inject_probed(self, texts: list[str], probes: list[list[Any]]) -> list[Adapter]:
+    def inject_probed(self, texts: list[str], probes: list[list[Any]], bases: list[Any] | None = None) -> list[Adapter]:
         """One adapter per text, given the probes a sleep already asked of each (question,
         answer, key records: ``reverie.sleep.probe.Probe``). An injector that learns from
-        probes uses them; the default reads the texts alone."""
+        probes uses them; ``bases``: per text, None or an adapter's factors (scale folded
+        in) that the new one is learned on top of and includes. The default reads the
+        texts alone."""
         return self.inject_many(texts)
 
     def target_names(self) -> tuple[str, ...]:

@@ -28,7 +28,8 @@ Under the ``bank`` strategy (a memory of separate adapters, routed per question)
 no replay or transfer: items share no weights, and an update is a newer item about the same
 name, which the router prefers for the facts it states. Instead each new item is
 *repaired*: checked on its own probes, with a small correction fitted for the facts its
-adapter misses.
+adapter misses. Where the injector fits each item to its probes (``learn``, a real model),
+a short text about a stored item *revises* that item instead (``reverie.sleep.revise``).
 
 Commits: the night's items, refusals, discarded observations (not selected) and supersede
 links go into the memory in one commit, each naming its buffer id; replay is a second
@@ -52,9 +53,9 @@ from reverie.base.prompt import WORLD
 from reverie.errors import ReverieError
 from reverie.memory import Memory, consolidate
 from reverie.memory.route import Router
-from reverie.sleep import replay
+from reverie.sleep import replay, revise
 from reverie.sleep.buffer import Observation
-from reverie.sleep.probe import PROBERS, Probe, default_prober
+from reverie.sleep.probe import ABOUT_KEY, PROBERS, Probe, default_prober
 from reverie.utils import registrar
 
 if TYPE_CHECKING:
@@ -204,10 +205,13 @@ def bank_router(mem: Memory, kind: str = "key") -> Router:
     active probes), so that an update and the item it updates are told apart."""
     ledger = mem.ledger()  # read once for both
     active: dict[str, list[str]] = {}
-    for entries in probe_index(mem, ledger).values():
+    names: dict[str, list[str]] = {}  # item -> what its "what do you know about X" probes name
+    for k, entries in probe_index(mem, ledger).items():
         for owner, p in entries:
             active.setdefault(owner, []).append(p.question)
-    return mem.router(kind, questions=active, ledger=ledger)
+            if k.startswith(ABOUT_KEY):
+                names.setdefault(owner, []).append(k[len(ABOUT_KEY) :])
+    return mem.router(kind, questions=active, ledger=ledger, names=names)
 
 
 def router_for(bm: BaseModel) -> Callable[[Memory], Router]:
@@ -238,6 +242,8 @@ def sleep(learner: Sleeper, cfg: SleepConfig | None = None) -> dict:
         raise ReverieError("the learner has no episodic buffer: attach a memory first")
     obs = buf.items()
     t0 = time.perf_counter()
+    if bank:
+        revise.finish(mem)  # a sleep killed between a revision's two commits
     rep: dict[str, Any] = {"observations": len(obs), "consolidated": 0, "refused": 0, "discarded": 0,
                            "superseded": 0, "replay_rows": 0, "transferred": 0, "config": asdict(cfg)}
     if not obs:
@@ -257,7 +263,12 @@ def sleep(learner: Sleeper, cfg: SleepConfig | None = None) -> dict:
     prober = cfg.prober or default_prober(bm)
     if prober not in PROBERS:
         raise ReverieError(f"unknown prober {prober!r} (known: {', '.join(PROBERS)})")
-    probes = PROBERS[prober]().probe(bm, texts) if texts else []
+    # Into a bank that a fitting injector writes, a short text about a stored item revises it
+    # (reverie.sleep.revise): probed about the item's subject, fitted with the item's probes.
+    revs = revise.find(weights, ledger, texts) if bank and learner.injector.fits_probes and texts else [None] * len(texts)
+    subjects = [None if r is None else r.subject for r in revs]
+    probes = PROBERS[prober]().probe(bm, texts, subjects) if texts else []
+    probes = [ps if r is None else revise.merged(r, t, ps) for r, t, ps in zip(revs, texts, probes, strict=True)]
     index = probe_index(mem, ledger)
     extra: list[dict[str, Any]] = []
     notes = [{"event": "discarded", "buffer_id": o.id, "reason": why, "source_sha256": o.sha256,
@@ -275,9 +286,15 @@ def sleep(learner: Sleeper, cfg: SleepConfig | None = None) -> dict:
                     links.append({"item": index[k][0][0], "key": k, "old": old, "new": new})
         extra.append({"kind": "observation", "buffer_id": o.id, "probes": [[p.question, p.answer, p.key] for p in ps],
                       "supersedes": links} | piece)
+    for e, r, t in zip(extra, revs, texts, strict=True):
+        if r is not None:
+            e |= {"revises": r.item, "key": revise.key(r, t)} | ({"subject": r.subject} if r.subject else {})
         rep["superseded"] += len(links)
     moved = transferable(mem) if cfg.transfer and cfg.replay else []  # before tonight's items exist
-    ads = learner.injector.inject_probed(texts, probes) if texts else []
+    # A revision is a correction learned on top of the item's adapter (copied: the item's
+    # file is forgotten once the revision is stored), stacked with it into one item.
+    bases = [None if r is None else {t: (A.clone(), B.clone()) for t, (A, B) in mem.factors(r.item).items()} for r in revs]
+    ads = learner.injector.inject_probed(texts, probes, bases) if texts else []
     if bank and cfg.repair and ads and not learner.injector.fits_probes:
         t1 = time.perf_counter()
         first = not mem.state["bias"]  # the bias goes into the weights with the memory's first item
@@ -293,6 +310,9 @@ def sleep(learner: Sleeper, cfg: SleepConfig | None = None) -> dict:
     rep["refused"] = sum(i is None for i in ids)
     rep["discarded"] = len(dropped)
     rep["items"] = [i for i in ids if i is not None]
+    if any(r is not None and i is not None for r, i in zip(revs, ids, strict=True)):
+        rep["revised"] = len(revise.finish(mem))
+        weights.refresh()
     rep["inject_merge_s"] = round(time.perf_counter() - t0, 3)
     if cfg.replay and (chosen or moved):
         t1 = time.perf_counter()

@@ -45,8 +45,10 @@ class Prober(ABC):
     def questions(self, text: str) -> list[tuple[str, str]]:
         """(question, key) pairs; empty when the text states nothing the prober knows."""
 
-    def probe(self, bm: BaseModel, texts: list[str]) -> list[list[Probe]]:
-        """Every text's probes, answered greedily by ``bm`` with the text in context."""
+    def probe(self, bm: BaseModel, texts: list[str], subjects: list[str | None] | None = None) -> list[list[Probe]]:
+        """Every text's probes, answered greedily by ``bm`` with the text in context.
+        ``subjects``: whom each text is about where the caller knows better than the text
+        (an update that says "she"); probers that find subjects themselves ignore it."""
         return self.answer(bm, texts, [self.questions(t) for t in texts])
 
     def answer(self, bm: BaseModel, texts: list[str], qs: list[list[tuple[str, str]]]) -> list[list[Probe]]:
@@ -307,6 +309,10 @@ def fronted(sentence: str, x: str | None, offset: int, phrase: str, wh: str) -> 
     return q[0].upper() + q[1:] + "?"
 
 
+ABOUT_KEY = "about|"
+"""Key prefix of the text prober's "What do you know about X?" probes (x lower-cased after it)."""
+
+
 @register_prober("text")
 class TextProber(Prober):
     """Generic probes for any text a user writes, built from its own sentences (a leading
@@ -346,17 +352,19 @@ class TextProber(Prober):
     """Also a cloze prompt per fact, answered with the rest of the sentence."""
     generation = Generation(max_new_tokens=40)
 
-    def questions(self, text: str) -> list[tuple[str, str]]:
-        x = subject(text)
+    def questions(self, text: str, x: str | None = None) -> list[tuple[str, str]]:
+        """``x``: whom the text is about (None: its :func:`subject`)."""
+        x = x or subject(text)
         names = ([x] if x else []) + [n for n in named(text) if n != x and not any(c.isdigit() for c in n)]
-        out = [(self.about.format(x=n), f"about|{n.lower()}") for n in names[: self.most_named]]
+        out = [(self.about.format(x=n), f"{ABOUT_KEY}{n.lower()}") for n in names[: self.most_named]]
         return out + [(self.summary, f"summary|{_tag(text)}")]
 
-    def facts(self, text: str) -> list[tuple[str, str, str]]:
+    def facts(self, text: str, x: str | None = None) -> list[tuple[str, str, str]]:
         """(prompt, answer, key): per sentence and stated thing, an echo question and a cloze
-        prompt (a sentence with nothing to ask gets one cloze cut half-way)."""
+        prompt (a sentence with nothing to ask gets one cloze cut half-way); ``x``: whom the
+        text is about (None: its :func:`subject`)."""
         out = []
-        x, tag = subject(text), _tag(text)
+        x, tag = x or subject(text), _tag(text)
         for n, raw in enumerate(sentences(text)):
             s = resolved(raw, x)
             found = [(o, a) for o, a in anchors(s) if not (x and a == x)][: self.most_cuts]
@@ -379,13 +387,16 @@ class TextProber(Prober):
                     out.append((self.cloze.format(x=x or "it", prefix=s[:o].rstrip()), s[o:].strip(), f"fact|{tag}|{n}|{o}"))
         return out
 
-    def probe(self, bm: BaseModel, texts: list[str]) -> list[list[Probe]]:
-        facts = [self.facts(t) for t in texts]
+    def probe(self, bm: BaseModel, texts: list[str], subjects: list[str | None] | None = None) -> list[list[Probe]]:
+        xs = subjects or [None] * len(texts)
+        facts = [self.facts(t, x) for t, x in zip(texts, xs, strict=True)]
         # Fronted questions (answer "") are answered by the model with the text in context,
-        # with the generic questions, in one batch.
-        qs = [self.questions(t) + [(q, k) for q, a, k in f if not a] for t, f in zip(texts, facts, strict=True)]
-        asked = self.answer(bm, texts, qs)
+        # with the generic questions, in one batch; where the subject was given, the text
+        # in context says it in place of a pronoun or the first person.
+        qs = [self.questions(t, x) + [(q, k) for q, a, k in f if not a] for t, x, f in zip(texts, xs, facts, strict=True)]
+        shown = [t if x is None else " ".join(resolved(s, x) for s in sentences(t)) for t, x in zip(texts, xs, strict=True)]
+        asked = self.answer(bm, shown, qs)
         return [ps + [Probe(q, a, k) for q, a, k in f if a] for f, ps in zip(facts, asked, strict=True)]
 
 
-__all__ = ["PROBERS", "Probe", "Prober", "TextProber", "WorldProber", "anchors", "default_prober", "fronted", "named", "register_prober", "resolved", "sentences", "subject", "wh_word"]
+__all__ = ["ABOUT_KEY", "PROBERS", "Probe", "Prober", "TextProber", "WorldProber", "anchors", "default_prober", "fronted", "named", "register_prober", "resolved", "sentences", "subject", "wh_word"]
