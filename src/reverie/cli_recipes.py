@@ -255,6 +255,34 @@ def bench_learn(model: Annotated[str, typer.Option("--model", help="smollm2 (Smo
     emit(r, as_json, f"Learning what a user writes ({model})")
 
 
+@bench_app.command("route")
+@friendly
+def bench_route(as_json: JsonOpt = False, seed: SeedOpt = 0,
+                sets: Annotated[str, typer.Option(help="Comma-separated dev sets: bios, wiki, notes.")] = "bios,wiki,notes",
+                split: Annotated[str, typer.Option(help="Half whose items are stored and held back: dev (tuned on) or test.")] = "dev",
+                bm25_threshold: Annotated[float, typer.Option(help="Least bm25 score at which text+bm25 routes what the text router leaves.")] = 5.0,
+                results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
+    """Which bank router sends a user's questions to the right item and leaves the rest
+    alone? Routing only (no model runs, seconds): every other dev-set item stored, the rest
+    held back; key, text, bm25 and text+bm25 compared on own questions routed right and
+    other questions left unrouted. Wikipedia paragraphs need `reverie data fetch` first."""
+    from reverie.eval import bench_route as br
+    from reverie.eval import results as res
+    from reverie.utils import atomic_write_text
+
+    t0 = time.time()
+    names = tuple(x.strip() for x in sets.split(",") if x.strip())
+    unknown = [x for x in names if x not in br.SETS]
+    if unknown or not names:
+        raise ReverieError(f"unknown dev set {', '.join(unknown) or '(none)'}: choose from {', '.join(br.SETS)}")
+    r = br.run(br.RouteBench(sets=names, split=split, bm25_threshold=bm25_threshold, seed=seed),
+               progress=lambda s: err.print(f"bench route: {s}", highlight=False))
+    r = res.stamp(r, seed, "none (routing only)", t0)
+    out_dir = res.write("bench_route", r, results, "Routing a user's questions")
+    atomic_write_text(out_dir / "bench_route.md", br.markdown(r))
+    emit(r, as_json, "Routing a user's questions")
+
+
 @bench_app.command("sequential")
 @friendly
 def bench_sequential(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0,
