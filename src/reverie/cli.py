@@ -167,8 +167,10 @@ def _learner(model: Path | None, memory: Path | None, strategy: str | None = Non
     return learner
 
 
-def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True, create: bool = False, strategy: str | None = None):
-    """A memory for inspection (or, with ``create``, a new one), without loading the hypernetwork."""
+def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True, create: bool = False, strategy: str | None = None,
+                 repair: bool = False):
+    """A memory for inspection (or, with ``create``, a new one; with ``repair``, its total
+    rebuilt if lost), without loading the hypernetwork."""
     from reverie.base.model import BaseModel
     from reverie.hypernet.model import fingerprint
     from reverie.learner import default_strategy
@@ -180,7 +182,7 @@ def _open_memory(memory: Path | None, model: Path | None, readonly: bool = True,
         raise ReverieError(f"no memory at {p} (create one with `reverie consolidate FILE --memory {p}`)")
     bm = BaseModel.load(model)
     return bm, Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, hypernet_targets(model)), strategy,
-                      readonly=readonly)
+                      readonly=readonly, repair=repair)
 
 
 def _weights(bm: BaseModel, mem: Memory) -> Weights:
@@ -350,17 +352,9 @@ def memories_forget(item: Annotated[str, typer.Argument(help="Item id.")], memor
 def memories_repair(memory: MemOpt = None, model: ModelOpt = None) -> None:
     """Rebuild a memory's derived total (`total-*.safetensors`) from its items and ledger,
     when that file is missing or corrupt; a sound memory is left as it is."""
-    from reverie.base.model import BaseModel
-    from reverie.hypernet.model import fingerprint
-    from reverie.memory import Memory, memory_targets
-
-    p = memory or default_memory()
-    if not (p / "memory.json").is_file():
-        raise ReverieError(f"no memory at {p}")
-    bm = BaseModel.load(model)
-    with Memory(p, fingerprint(bm.model), memory_targets(bm.model, bm.n_layers, hypernet_targets(model)),
-                repair=True) as mem:
-        err.print(f"memory {p}: {mem.repaired or 'sound, nothing to repair'}")
+    _, mem = _open_memory(memory, model, readonly=False, repair=True)
+    with mem:
+        err.print(f"memory {mem.path}: {mem.repaired or 'sound, nothing to repair'}")
 
 
 @mem_app.command("snapshot")
