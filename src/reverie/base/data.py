@@ -47,7 +47,7 @@ class Segmenter:
 
     def question(self, p: Person, attribute: str, r: random.Random) -> QA:
         """A training question, or with ``p_paraphrase`` a paraphrase (no extra draw at 0,
-        so recipes without paraphrases see the batches they always saw)."""
+        so a recipe without paraphrases draws the same batches as one that never had them)."""
         if self.p_words and attribute in FORMS["words"] and r.random() < self.p_words:  # (no draw at 0)
             return self.world.question(p, attribute, r, "words")
         if self.p_which and r.random() < self.p_which:  # (no draw at 0: older recipes' data stays)
@@ -83,7 +83,7 @@ class Segmenter:
             p = Person(p.name, p.gender, {a: p.attrs[a] for a in attrs})
         doc = self.world.biography(p, r)
         asked = r.sample(attrs, r.randint(1, len(attrs)))
-        if focus:  # (no extra draws without focus: stage 1 data stays as it was)
+        if focus:  # (no extra draws without focus: the first stage's data does not depend on it)
             asked += [a for a in focus if a not in asked]
             r.shuffle(asked)
         qas = [(self.question(p, a, r).question, p.attrs[a]) for a in asked]

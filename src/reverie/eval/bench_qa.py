@@ -129,7 +129,7 @@ def run(bm: BaseModel, hyper_inj: HyperInjector, seed: int = 0, n_people: int = 
             sel = [s for s, q in zip(same, other, strict=True) if (q.person in known) == keep]
             out[f"locality_{name}"] = round(sum(sel) / max(len(sel), 1), 4)
         # The context-independent bias adapter alone on the same prompts: it is the same for
-        # every document, so what it flips no document's keys can be blamed for (issue 3).
+        # every document, so what it flips no document's keys can be blamed for.
         only = next(iter(adapters.values())).bias_only()
         if only is not None:
             alone = [a == b for a, b in zip(plain, ask_injected(bm, other, dict.fromkeys(shifted, only)), strict=True)]

@@ -1,5 +1,5 @@
 """`reverie bench sequential`: T documents written one batch after another into one weight
-memory, per merge strategy, measured at T = 1, 10, 100, 1000 (design.md's metrics).
+memory, per merge strategy, measured at T = 1, 10, 100, 1000 (the metrics of docs/design.md).
 
 One run per strategy (the WISE protocol's T = 1000 run; smaller T are read off the same
 run at their checkpoint, not averaged over separate runs). Documents are injected by the
@@ -300,7 +300,7 @@ LATENCY = ("answer_ratio", "answer_ratio_routed", "answer_ratio_routed_cold", "a
 
 
 def summary(res: dict[str, Any]) -> dict[str, Any]:
-    """Flat design.md names: ``<metric>_<T>`` per strategy, and the best strategy at the last T."""
+    """Flat docs/design.md names: ``<metric>_<T>`` per strategy, and the best strategy at the last T."""
     out: dict[str, Any] = {}
     last = res["T"]  # the curve's last point (every checkpoint up to T, and T itself)
     for name, s in res["strategies"].items():

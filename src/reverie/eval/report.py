@@ -1,4 +1,4 @@
-"""One page for every benchmark: `reverie report` (issue 9).
+"""One page for every benchmark: `reverie report`.
 
 Each benchmark writes its own JSON, Markdown table and plots under the results folder
 (`reverie.eval.results`); reading them meant opening a dozen files. This module gathers every

@@ -40,7 +40,7 @@ READ_DTYPES = ("float32", "bfloat16", "auto")
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices in hardware. A CPU without such
     instructions emulates them: bfloat16 autocast was measured 6.6x slower than float32 on
-    an AVX2 machine, and 0.70x of it on one with AVX-512 BF16 (README, issue 8)."""
+    an AVX2 machine, and 0.70x of it on one with AVX-512 BF16 (README: "A real model on real text")."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type != "cpu":

@@ -1,4 +1,4 @@
-"""The consolidation policy (issue 7): which buffered observations a sleep consolidates,
+"""The consolidation policy: which buffered observations a sleep consolidates,
 learned by reinforcement learning in weight space.
 
 - :mod:`reverie.policy.stream`: world streams where choosing matters (hidden popularity,

@@ -1,8 +1,8 @@
 """Everything deterministic about one stream, computed once with the real model: the
 injections, the routing scores and the greedy answers.
 
-Consolidation in the policy environment is the memory's ``bank`` strategy (issue 5's
-best retention: no merge, each item stays its own hypernetwork adapter, and every
+Consolidation in the policy environment is the memory's ``bank`` strategy (the best
+retention of ``reverie bench sequential``: no merge, each item stays its own hypernetwork adapter, and every
 question is routed to the stored item whose key fires most on it, WISE-like; see
 ``reverie.memory.route.ActivationRouter``). No guard and no replay: an episode must cost
 milliseconds for PPO to see thousands of nights on two CPU cores. Under the bank the
