@@ -261,6 +261,7 @@ def bench_route(as_json: JsonOpt = False, seed: SeedOpt = 0,
                 sets: Annotated[str, typer.Option(help="Comma-separated dev sets: bios, wiki, notes.")] = "bios,wiki,notes",
                 split: Annotated[str, typer.Option(help="Half whose items are stored and held back: dev (tuned on) or test.")] = "dev",
                 bm25_threshold: Annotated[float, typer.Option(help="Least bm25 score at which text+bm25 routes what the text router leaves.")] = 5.0,
+                model: Annotated[str | None, typer.Option("--model", help="Also the hidden router, keyed on this model's hidden states (smollm2, or a local model directory).")] = None,
                 results: Annotated[Path, typer.Option(help="Results folder.")] = Path("results")) -> None:
     """Which bank router sends a user's questions to the right item and leaves the rest
     alone? Routing only (no model runs, seconds): every other dev-set item stored, the rest
@@ -275,9 +276,9 @@ def bench_route(as_json: JsonOpt = False, seed: SeedOpt = 0,
     unknown = [x for x in names if x not in br.SETS]
     if unknown or not names:
         raise ReverieError(f"unknown dev set {', '.join(unknown) or '(none)'}: choose from {', '.join(br.SETS)}")
-    r = br.run(br.RouteBench(sets=names, split=split, bm25_threshold=bm25_threshold, seed=seed),
+    r = br.run(br.RouteBench(sets=names, split=split, bm25_threshold=bm25_threshold, model=model, seed=seed),
                progress=lambda s: err.print(f"bench route: {s}", highlight=False))
-    r = res.stamp(r, seed, "none (routing only)", t0)
+    r = res.stamp(r, seed, model or "none (routing only)", t0)
     out_dir = res.write("bench_route", r, results, "Routing a user's questions")
     atomic_write_text(out_dir / "bench_route.md", br.markdown(r))
     emit(r, as_json, "Routing a user's questions")

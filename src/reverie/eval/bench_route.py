@@ -13,7 +13,10 @@ as a sleep stores them) and the rest are held back. Reported per router and set:
 Routers: ``key`` and ``text`` from the registry (:mod:`reverie.memory.route`); ``bm25``
 (bm25s over each item's probe questions and key, always its best item: bm25 scores have no
 absolute scale to abstain on); ``text+bm25`` (the text router, and where it abstains, the
-bm25 best item when its score reaches ``bm25_threshold``).
+bm25 best item when its score reaches ``bm25_threshold``); and, given a model, ``hidden``:
+the item whose text's mean hidden state at ``hidden_layer`` is nearest (cosine) to the
+question's, both centred on the general questions' mean (uncentred, every pair of texts is
+at a cosine of about 0.99), always its best item.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from reverie.memory.route import ROUTERS, key_phrases
 from reverie.sleep.probe import ABOUT_KEY, TextProber
 
 SETS = ("bios", "wiki", "notes")
-ROUTES = ("key", "text", "bm25", "text+bm25")
+ROUTES = ("key", "text", "bm25", "text+bm25", "hidden")
 
 
 @dataclass
@@ -41,6 +44,10 @@ class RouteBench:
     """Half whose items are stored and held back: ``dev`` (tuned on) or ``test``."""
     bm25_threshold: float = 5.0
     """Least bm25 score at which ``text+bm25`` routes a question the text router leaves."""
+    model: str | None = None
+    """A model for the ``hidden`` router (None: not measured)."""
+    hidden_layer: int = 24
+    """Layer whose hidden states key the ``hidden`` router."""
     seed: int = 0
     """Recorded with the run (the benchmark draws nothing at random)."""
 
@@ -83,6 +90,33 @@ def routers(stored: list[Item], threshold: float) -> dict[str, Callable[[str], s
     return out
 
 
+def hidden_router(model: str, stored: list[Item], general: list[str], layer: int) -> Callable[[str], str | None]:
+    """The ``hidden`` router (see the module notes) on ``model``."""
+    import torch
+
+    from reverie.base.model import BaseModel
+
+    bm = BaseModel.load(model)
+
+    @torch.no_grad()
+    def mean_states(texts: list[str]) -> torch.Tensor:
+        out = []
+        for t in texts:
+            ids = torch.tensor([bm.encode(t)[-bm.max_length :]])
+            h = bm.model(input_ids=ids, output_hidden_states=True).hidden_states[layer][0]  # (T, d)
+            out.append(h.float()[1:].mean(0))  # the first token's state is an outlier in every text
+        return torch.stack(out)  # (N, d)
+
+    centre = mean_states(general).mean(0)  # (d,)
+    keys = torch.nn.functional.normalize(mean_states([it.text for it in stored]) - centre, dim=1)  # (items, d)
+
+    def route(q: str) -> str | None:
+        v = torch.nn.functional.normalize(mean_states([q])[0] - centre, dim=0)  # (d,)
+        return stored[int((keys @ v).argmax())].id
+
+    return route
+
+
 def run(cfg: RouteBench, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Every router's figures on ``cfg.split``."""
     halves = {s: load(s, cfg.split) for s in cfg.sets}
@@ -91,7 +125,12 @@ def run(cfg: RouteBench, progress: Callable[[str], None] = lambda s: None) -> di
     general = [q.q for it in load("general", "all") for q in it.questions]
     progress(f"{sum(map(len, stored.values()))} items stored, {sum(map(len, held.values()))} held back")
     out: dict[str, Any] = {"config": asdict(cfg), "n_stored": {s: len(v) for s, v in stored.items()}}
-    for name, route in routers([it for v in stored.values() for it in v], cfg.bm25_threshold).items():
+    every = [it for v in stored.values() for it in v]
+    routes = routers(every, cfg.bm25_threshold)
+    if cfg.model is not None:
+        progress(f"hidden states of {cfg.model}")
+        routes["hidden"] = hidden_router(cfg.model, every, general, cfg.hidden_layer)
+    for name, route in routes.items():
         for s in cfg.sets:
             out[f"right_{s}_{name}"] = round(statistics.mean(route(q.q) == it.id for it in stored[s] for q in it.questions), 4)
             out[f"abstain_{s}_{name}"] = round(statistics.mean(route(q.q) is None for it in held[s] for q in it.questions), 4)
@@ -105,7 +144,7 @@ def markdown(r: dict[str, Any]) -> str:
     cols = [f"right_{s}" for s in sets] + [f"abstain_{s}" for s in sets] + ["abstain_general"]
     rows = ["# bench route", "", f"`{r.get('command', '')}` (seed {r.get('seed')})", "",
             "| router | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
-    rows += [f"| {n} | " + " | ".join(str(r.get(f"{c}_{n}", "")) for c in cols) + " |" for n in ROUTES]
+    rows += [f"| {n} | " + " | ".join(str(r.get(f"{c}_{n}", "")) for c in cols) + " |" for n in ROUTES if f"right_{sets[0]}_{n}" in r]
     return "\n".join(rows) + "\n"
 
 
