@@ -26,3 +26,20 @@ def test_the_world_model_gets_every_figure(tmp_path) -> None:
     assert r["update_success"] is not None and r["stale_rate"] is not None
     assert r["sleep_s_per_item"] > 0 and r["answer_ratio"] > 0
     assert "| bios |" in bl.markdown(r)
+
+
+def test_filler_paragraphs_spread_over_articles_and_skip_the_dev_sets() -> None:
+    from reverie.eval.devsets import _raw, filler
+
+    title = str(_raw("wiki")[0]["title"])
+    used = {int(d["paragraph"]) for d in _raw("wiki") if d["title"] == title}
+    long = " ".join(["word"] * 60)
+    n = max(used) + 3
+    articles = {title: "\n\n".join(f"{long} a{i}" for i in range(n)),
+                "Zebra": "\n\n".join(["too short", f"{long} z1", f"{long} z2"])}
+    got = filler(100, articles)
+    assert {t.split()[-1] for t in got if t.split()[-1].startswith("a")} == {f"a{i}" for i in range(n) if i not in used}
+    assert "too short" not in got and len(got) == n - len(used) + 2
+    # paragraph by paragraph across articles: Zebra's first long paragraph before the other's last
+    assert got.index(f"{long} z1") < got.index(f"{long} a{n - 1}")
+    assert filler(1, articles) == got[:1]

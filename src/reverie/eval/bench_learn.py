@@ -50,7 +50,7 @@ class LearnBench:
     """Items per set (None: the whole half)."""
     fill: int = 0
     """Stored items in all for ``retention_<fill>``: the reported items, then items of the
-    other half up to this many (0: no retention run)."""
+    other half, then Wikipedia paragraphs no dev set uses, up to this many (0: no retention run)."""
     updates: bool = True
     """Read and sleep on each biography's job change, then ask about it."""
     seed: int = 0
@@ -213,13 +213,17 @@ def _answer_ratio(learner: Any, questions: list[str]) -> dict[str, float]:
 
 def _retention(learner: Any, items: dict[str, list[Item]], others: dict[str, list[Item]], fill: int,
                gen: Generation, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Fill the memory with the other half's items up to ``fill`` in all, then ask the
-    reported items' questions again."""
+    """Fill the memory with the other half's items, then Wikipedia paragraphs no dev set
+    uses (:func:`devsets.filler`), up to ``fill`` in all; then ask the reported items'
+    questions again."""
+    from reverie.eval.devsets import filler
+
     have = sum(len(v) for v in items.values())
-    extra = [it for s in others for it in others[s]][: max(fill - have, 0)]
+    extra = [it.text for s in others for it in others[s]][: max(fill - have, 0)]
+    extra += filler(max(fill - have - len(extra), 0)) if fill > have + len(extra) else []
     progress(f"retention: {len(extra)} more items, {have + len(extra)} in all")
-    for it in extra:
-        learner.read(it.text)
+    for text in extra:
+        learner.read(text)
     if extra:
         learner.sleep()
     qs = [q for v in items.values() for it in v for q in it.questions]

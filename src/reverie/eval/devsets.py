@@ -111,6 +111,29 @@ def paragraph(articles: dict[str, str], title: str, index: int, sha256: str) -> 
     return text
 
 
+FILL_WORDS = (40, 150)
+"""Length in words of a filler paragraph (about a dev-set text's)."""
+
+
+def filler(n: int, articles: dict[str, str] | None = None) -> list[str]:
+    """Up to ``n`` paragraphs of the fetched Wikipedia articles that no dev set uses, of
+    ``FILL_WORDS`` words, one article after another in title order, paragraph by paragraph
+    (so a fill spreads over many articles): texts that fill a memory (retention_N), never
+    asked about. ``articles``: title -> text (default: those of `reverie data fetch`)."""
+    articles = _articles() if articles is None else articles
+    used = {(str(d["title"]), int(d["paragraph"])) for d in _raw("wiki")}
+    paras = {t: articles[t].split("\n\n") for t in sorted(articles)}
+    lo, hi = FILL_WORDS
+    out: list[str] = []
+    for i in range(max((len(v) for v in paras.values()), default=0)):
+        for t, v in paras.items():
+            if i < len(v) and (t, i) not in used and lo <= len(v[i].split()) <= hi:
+                out.append(v[i])
+                if len(out) == n:
+                    return out
+    return out
+
+
 def load(name: str, split: str = "test") -> list[Item]:
     """The items of set ``name`` (bios, notes, wiki or general) in ``split`` (dev, test or
     all), in file order. ``wiki`` needs the articles of `reverie data fetch`."""
