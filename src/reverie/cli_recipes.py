@@ -222,6 +222,15 @@ def bench_qa(model: ModelOpt = None, as_json: JsonOpt = False, seed: SeedOpt = 0
     emit(r, as_json, "QA after injection")
 
 
+def _dev_sets(sets: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of dev sets, each one of ``known``."""
+    names = tuple(x.strip() for x in sets.split(",") if x.strip())
+    unknown = [x for x in names if x not in known]
+    if unknown or not names:
+        raise ReverieError(f"unknown dev set {', '.join(unknown) or '(none)'}: choose from {', '.join(known)}")
+    return names
+
+
 @bench_app.command("learn")
 @friendly
 def bench_learn(model: Annotated[str, typer.Option("--model", help="smollm2 (SmolLM2-135M-Instruct), a local model directory, or world (the embedded model).")] = "smollm2",
@@ -242,10 +251,7 @@ def bench_learn(model: Annotated[str, typer.Option("--model", help="smollm2 (Smo
     from reverie.utils import atomic_write_text
 
     t0 = time.time()
-    names = tuple(x.strip() for x in sets.split(",") if x.strip())
-    unknown = [x for x in names if x not in bl.SETS]
-    if unknown or not names:
-        raise ReverieError(f"unknown dev set {', '.join(unknown) or '(none)'}: choose from {', '.join(bl.SETS)}")
+    names = _dev_sets(sets, bl.SETS)
     cfg = bl.LearnBench(sets=names, split=split, limit=limit, fill=fill, updates=updates, seed=seed)
     r = bl.run(None if model == "world" else model, cfg, progress=lambda s: err.print(f"bench learn: {s}", highlight=False))
     r = res.stamp(r, seed, model, t0)
@@ -272,10 +278,7 @@ def bench_route(as_json: JsonOpt = False, seed: SeedOpt = 0,
     from reverie.utils import atomic_write_text
 
     t0 = time.time()
-    names = tuple(x.strip() for x in sets.split(",") if x.strip())
-    unknown = [x for x in names if x not in br.SETS]
-    if unknown or not names:
-        raise ReverieError(f"unknown dev set {', '.join(unknown) or '(none)'}: choose from {', '.join(br.SETS)}")
+    names = _dev_sets(sets, br.SETS)
     r = br.run(br.RouteBench(sets=names, split=split, bm25_threshold=bm25_threshold, model=model, seed=seed),
                progress=lambda s: err.print(f"bench route: {s}", highlight=False))
     r = res.stamp(r, seed, model or "none (routing only)", t0)

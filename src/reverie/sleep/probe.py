@@ -177,6 +177,11 @@ def named(text: str) -> list[str]:
     return list(seen)
 
 
+def things(text: str) -> list[str]:
+    """The named things of :func:`named` that are neither numbers nor dates."""
+    return [n for n in named(text) if not any(c.isdigit() for c in n) and n.split()[0].lower() not in _MONTHS]
+
+
 _PLACE_OR_ORG = set("university college institute school academy bank inc ltd llc gmbh company corporation "
                     "group hospital city street road river lake mount county state republic kingdom "
                     "united north south east west new san santa st de".split())
@@ -188,7 +193,7 @@ def subject(text: str) -> str | None:
     multi-word name with no place or organisation word (a person's) counting one more, ties
     to the earliest. Cloze prompts name it, so that a sentence saying "she" or stating a
     fact with no name stays tied to whom it is about."""
-    names = [n for n in named(text) if not any(c.isdigit() for c in n) and n.split()[0].lower() not in _MONTHS]
+    names = things(text)
     if not names:
         return None
     low = text.lower()
@@ -399,4 +404,4 @@ class TextProber(Prober):
         return [ps + [Probe(q, a, k) for q, a, k in f if a] for f, ps in zip(facts, asked, strict=True)]
 
 
-__all__ = ["ABOUT_KEY", "PROBERS", "Probe", "Prober", "TextProber", "WorldProber", "anchors", "default_prober", "fronted", "named", "register_prober", "resolved", "sentences", "subject", "wh_word"]
+__all__ = ["ABOUT_KEY", "PROBERS", "Probe", "Prober", "TextProber", "WorldProber", "anchors", "default_prober", "fronted", "named", "register_prober", "resolved", "sentences", "subject", "things", "wh_word"]

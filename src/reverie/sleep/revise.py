@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from reverie.memory import Memory, Weights
 from reverie.memory.route import KeyRouter, key_phrases
-from reverie.sleep.probe import ABOUT_KEY, Probe, TextProber, named, subject
+from reverie.sleep.probe import ABOUT_KEY, Probe, TextProber, subject, things
 
 UPDATE_WORDS = 48
 """Longest text taken as an update of a stored item (the dev sets' job changes: 8-24 words);
@@ -41,8 +41,6 @@ LINK_WORDS = 2
 """Words of an item's key a text must name to revise it: a person's first name and a former
 employer ("Sigrún", "Marel"), or one two-word name ("Polar Institute"). One word alone
 ("Paris") names too many things."""
-_MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
-           "october", "november", "december"}
 
 
 @dataclass(frozen=True)
@@ -100,8 +98,7 @@ def merged(rev: Revision, text: str, new: list[Probe]) -> list[Probe]:
     what an update's probe asks (its key) or mention something the update names (other
     than the subject: the item's, else the update's own)."""
     own = set((rev.subject or subject(text) or "").lower().split())
-    changed = [n.lower() for n in named(text)
-               if not any(c.isdigit() for c in n) and n.split()[0].lower() not in _MONTHS and not set(n.lower().split()) <= own]
+    changed = [n.lower() for n in things(text) if not set(n.lower().split()) <= own]
     asked = {p.key for p in new}
     kept = [p for p in rev.probes
             if p.key not in asked and not any(c in f"{p.question} {p.answer}".lower() for c in changed)]
