@@ -44,15 +44,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 """(importing module, imported module) -> why an import against the layer order stays."""
 
-ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
-    # Owner of memory/guard.py: import pad_rows and logits_at from reverie.base.data, and rng
-    # from reverie.world.generator; then delete these entries and the aliases they name.
-    ("reverie.memory.guard", "reverie.hypernet.train._logits_at"): "alias of base.data.logits_at",
-    ("reverie.memory.guard", "reverie.hypernet.train._pad_rows"): "alias of base.data.pad_rows",
-    ("reverie.memory.guard", "reverie.world.generator._rng"): "alias of world.generator.rng",
-    # Owner of eval/bench_sequential.py: import rng from reverie.world.generator.
-    ("reverie.eval.bench_sequential", "reverie.world.generator._rng"): "alias of world.generator.rng",
-}
+ALLOWED_PRIVATE: dict[tuple[str, str], str] = {}
 """(importing module, imported private name) -> why it stays for now."""
 
 

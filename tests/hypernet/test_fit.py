@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from reverie.base.model import BaseModel
-from reverie.hypernet.fit import FitConfig, Upper, encode_rows, fit_rows
+from reverie.hypernet.fit import FitConfig, Upper, encode_rows, fit_batch, fit_rows
 from reverie.hypernet.lora import applied
 
 
@@ -59,3 +59,16 @@ def test_a_warm_start_from_the_fitted_factors_needs_fewer_steps(bm: BaseModel) -
     A, B = cold.factors["mlp.down_proj"]
     warm = fit_rows(bm, ROWS, cfg, init={"mlp.down_proj": (A, B * cold.scale)})
     assert warm.meta["steps"] < cold.meta["steps"]
+
+
+def test_a_teacher_fit_moves_the_model_to_the_teachers_distribution(bm: BaseModel) -> None:
+    # The distillation loss (``DistillInjector``): KL to a teacher's logits at each answer token.
+    ids, lab, mask = encode_rows(bm, ROWS)
+    tgt = lab[:, 1:][lab[:, 1:] != -100]  # (K,) the answer tokens, in order
+    teacher = torch.full((len(tgt), len(bm.tokenizer)), -10.0).scatter_(1, tgt[:, None], 10.0)  # (K, V): sure of each
+    cfg = FitConfig(layers=None, rank=4, steps=60, lr=1e-2, stop_loss=0.0, dtype="float32")
+    ad = fit_batch(bm, ids, lab, mask, cfg, teacher=teacher)
+    assert ad.meta["steps"] == 60 and ad.meta["final_loss"] < 0.1
+    with applied(bm.model, ad.factors, ad.scale):
+        after = bm.answer_batch([bm.prompt(q) for q, _ in ROWS])
+    assert after == [a for _, a in ROWS]

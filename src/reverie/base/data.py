@@ -20,12 +20,12 @@ from collections.abc import Iterator
 
 import torch
 
+from reverie.base.model import IGNORE
 from reverie.base.prompt import answer_text, closed_prompt
 from reverie.world import ATTRIBUTES, QA, Person, World
 from reverie.world.generator import FORMS, rng
 from reverie.world.templates import NEEDLE_QUESTION, UNKNOWN_ANSWER
 
-IGNORE = -100
 Segment = tuple[list[int], list[int]]
 
 

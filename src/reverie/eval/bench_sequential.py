@@ -27,7 +27,7 @@ from reverie.memory.route import ROUTERS, Router, key_phrases
 from reverie.memory.weights import RouterFactory
 from reverie.utils import progress
 from reverie.world import QA, World, WorldConfig
-from reverie.world.generator import _rng
+from reverie.world.generator import rng
 
 CHECKPOINTS = (1, 10, 100, 1000)
 STRATEGIES = ("add", "scaled", "orthogonal", "ties", "dare", "svd", "bank")
@@ -84,7 +84,7 @@ def _this_router(router: Router) -> RouterFactory:
 def retention_questions(world: World, people: list[Any], seed: int, n_eval: int) -> tuple[list[QA], list[QA]]:
     """The questions ``retention`` and ``generalization`` are scored on after
     ``len(people)`` documents: about ``n_eval`` each, over a seeded sample of the people."""
-    r = _rng(seed, "seq-eval", str(len(people)))
+    r = rng(seed, "seq-eval", str(len(people)))
     sample = people if len(people) <= n_eval else r.sample(people, n_eval)
     per = max(1, min(6, n_eval // len(sample)))
     return sample_questions(world, sample, per, seed), sample_questions(world, sample, per, seed, heldout=True)
@@ -237,7 +237,7 @@ def run(bm: BaseModel, inj: Injector, strategies: tuple[str, ...] = STRATEGIES, 
         raise ValueError(f"T={T} is more than the {len(world.held_out)} held-out people")
     people = world.held_out[:T]
     docs = documents(world, people, seed)
-    r = _rng(seed, "seq-refs")
+    r = rng(seed, "seq-refs")
     loc_q = sample_questions(world, r.sample(world.base, n_ref), 1, seed + 1)
     closed_q = sample_questions(world, r.sample(world.base, n_ref), 1, seed + 2)
     ctx_people = world.held_out[-max(6, 3 * n_ref // 5):]

@@ -22,10 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from reverie.base.data import IGNORE, pad_rows
-from reverie.base.model import BaseModel
+from reverie.base.model import IGNORE, BaseModel, native_bf16
 from reverie.hypernet.adapter import Adapter
-from reverie.hypernet.injectors import native_bf16
 from reverie.hypernet.lora import Factors, applied, layer_prefix, target_dims
 
 
@@ -65,21 +63,9 @@ def compute_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def encode_rows(bm: BaseModel, rows: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(ids, labels, attention mask), each (N, T), right-padded: every row is the model's
-    closed-book prompt for the question followed by the answer; labels score the answer."""
-    ids_l, lab_l = [], []
-    enc = bm.tokenizer.encode
-    for q, a in rows:
-        qi = bm.encode(bm.format.closed(q))
-        ai = enc(bm.format.answer(a), add_special_tokens=False)
-        ids_l.append((qi + ai)[: bm.max_length])
-        lab_l.append(([IGNORE] * len(qi) + ai)[: bm.max_length])
-    ids, lab = pad_rows(list(zip(ids_l, lab_l, strict=True)), int(bm.tokenizer.pad_token_id))  # (N, T) each
-    width = ids.shape[1]
-    # From the lengths, not ``ids != pad``: a chat model's pad token is its end-of-turn
-    # token, which every answer ends with.
-    mask = (torch.arange(width)[None] < torch.tensor([len(i) for i in ids_l])[:, None]).long()
-    return ids, lab, mask
+    """(ids, labels, attention mask), each (N, T): every row the model's closed-book prompt
+    for the question followed by the answer (:meth:`BaseModel.qa_rows`)."""
+    return bm.qa_rows([(None, q, a) for q, a in rows])
 
 
 class Upper:
@@ -126,14 +112,24 @@ def fit_rows(bm: BaseModel, rows: list[tuple[str, str]], cfg: FitConfig | None =
     text in context, answers it as the row says. ``init``: starting factors (e.g. the
     hypernetwork's adapter, scale folded into B, of this config's rank and targets).
     ``progress(step, loss)`` is called after every step."""
+    ids, lab, mask = encode_rows(bm, rows)
+    return fit_batch(bm, ids, lab, mask, cfg, init, progress)
+
+
+def fit_batch(bm: BaseModel, ids: torch.Tensor, lab: torch.Tensor, mask: torch.Tensor, cfg: FitConfig | None = None,
+              init: Factors | None = None, progress: Any = None, teacher: torch.Tensor | None = None) -> Adapter:
+    """The fit loop on an encoded batch (ids, labels, mask: (N, T) each): cross-entropy on the
+    labelled tokens, or with ``teacher`` (K, V): the KL from the teacher's distribution at
+    each labelled token (in order) to the model's. See :func:`fit_rows`."""
     cfg = cfg or FitConfig()
     t0 = time.perf_counter()
-    ids, lab, mask = encode_rows(bm, rows)
+    n = len(ids)
     up = Upper(bm, cfg.layers, ids, mask)
     tgt = lab[:, 1:]  # (N, T-1): the token each position predicts
     sel = tgt != IGNORE
-    row_of = torch.arange(len(rows))[:, None].expand_as(tgt)[sel]  # (K,) row of each scored token
-    counts = torch.bincount(row_of, minlength=len(rows)).clamp(min=1).float()  # (N,)
+    row_of = torch.arange(n)[:, None].expand_as(tgt)[sel]  # (K,) row of each scored token
+    counts = torch.bincount(row_of, minlength=n).clamp(min=1).float()  # (N,)
+    t_logp = None if teacher is None else F.log_softmax(teacher.float(), -1)  # (K, V)
     scale = cfg.alpha / cfg.rank
     g = torch.Generator().manual_seed(cfg.seed)
     params: dict[str, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}
@@ -149,15 +145,18 @@ def fit_rows(bm: BaseModel, rows: list[tuple[str, str]], cfg: FitConfig | None =
     dtype = compute_dtype(cfg.dtype, ids.device)
     head = bm.model.get_output_embeddings()
     pad = {t: (torch.zeros(up.first, *a.shape[1:]), torch.zeros(up.first, *b.shape[1:])) for t, (a, b) in params.items()}
-    steps, losses = 0, torch.zeros(len(rows))
+    steps, losses = 0, torch.zeros(n)
     for steps in range(1, cfg.steps + 1):
         # Factors for every layer (zeros below the adapted ones), so ``applied`` indexes as usual.
         full = {t: (torch.cat([pad[t][0], a]), torch.cat([pad[t][1], b])) for t, (a, b) in params.items()}
         with applied(bm.model, full, scale), torch.autocast(ids.device.type, dtype=dtype, enabled=dtype != torch.float32):
             h = up()[:, :-1][sel]  # (K, d): states that predict an answer token
             logits = head(h).float()  # (K, V)
-        tok_loss = F.cross_entropy(logits, tgt[sel], reduction="none")  # (K,)
-        losses = torch.zeros(len(rows)).index_add_(0, row_of, tok_loss.detach()) / counts  # (N,)
+        if t_logp is None:
+            tok_loss = F.cross_entropy(logits, tgt[sel], reduction="none")  # (K,)
+        else:
+            tok_loss = F.kl_div(F.log_softmax(logits, -1), t_logp, log_target=True, reduction="none").sum(-1)  # (K,)
+        losses = torch.zeros(n).index_add_(0, row_of, tok_loss.detach()) / counts  # (N,)
         loss = tok_loss.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -168,7 +167,7 @@ def fit_rows(bm: BaseModel, rows: list[tuple[str, str]], cfg: FitConfig | None =
             break
     fac = {t: (torch.cat([pad[t][0], a.detach()]).clone(), torch.cat([pad[t][1], b.detach()]).clone())
            for t, (a, b) in params.items()}
-    meta = {"injector": "fit", "rows": len(rows), "steps": steps, "final_loss": round(float(losses.mean()), 5),
+    meta = {"injector": "fit", "rows": n, "steps": steps, "final_loss": round(float(losses.mean()), 5),
             "worst_row_loss": round(float(losses.max()), 5), "layers_adapted": up.k,
             "fit_s": round(time.perf_counter() - t0, 3), "fit": cfg.record()}
     return Adapter(fac, scale, layer_prefix(bm.model), meta)
@@ -184,4 +183,4 @@ def stacked(base: Factors, ad: Adapter) -> Adapter:
     return Adapter(fac, 1.0, ad.layer_prefix, dict(ad.meta))
 
 
-__all__ = ["FitConfig", "Upper", "compute_dtype", "encode_rows", "fit_rows", "stacked"]
+__all__ = ["FitConfig", "Upper", "compute_dtype", "encode_rows", "fit_batch", "fit_rows", "stacked"]

@@ -12,13 +12,13 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from reverie.base.data import IGNORE
-from reverie.base.model import BaseModel, decode_input
+from reverie.base.data import pad_rows
+from reverie.base.model import IGNORE, BaseModel, decode_input, native_bf16
 from reverie.errors import InputError
 from reverie.hypernet.adapter import Adapter
-from reverie.hypernet.lora import applied, layer_prefix, target_dims
+from reverie.hypernet.fit import FitConfig, fit_batch
+from reverie.hypernet.lora import layer_prefix
 from reverie.hypernet.model import HyperNetwork
 from reverie.utils import registrar
 
@@ -35,18 +35,6 @@ buffer or ledger never holds a runaway input."""
 
 
 READ_DTYPES = ("float32", "bfloat16", "auto")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 matrices in hardware. A CPU without such
-    instructions emulates them: bfloat16 autocast was measured 6.6x slower than float32 on
-    an AVX2 machine, and 0.70x of it on one with AVX-512 BF16 (README: "A real model on real text")."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
-        return False
-    cpu = torch.cpu  # private probes, hence getattr: absent ones count as no
-    return any(bool(getattr(cpu, f, lambda: False)()) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def check_text(text: str | bytes) -> str:
@@ -202,7 +190,8 @@ class DistillInjector(Injector):
     def __init__(self, bm: BaseModel, rank: int = 8, steps: int = 300, lr: float = 5e-3,
                  targets: tuple[str, ...] = ("mlp.down_proj",), alpha: float = 8.0):
         super().__init__(bm)
-        self.rank, self.steps, self.lr, self.targets, self.scale = rank, steps, lr, targets, alpha / rank
+        self.rank, self.steps, self.lr, self.targets, self.alpha = rank, steps, lr, targets, alpha
+        self.scale = alpha / rank
 
     def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:
         return [self._one(check_text(t), None if queries is None else queries[i]) for i, t in enumerate(texts)]
@@ -230,31 +219,11 @@ class DistillInjector(Injector):
         bm = self.bm
         t0 = time.perf_counter()
         ids_l, lab_l, teacher = self._rows(text, queries)
-        width = max(len(i) for i in ids_l)
-        pad = bm.tokenizer.pad_token_id
-        ids = torch.tensor([i + [pad] * (width - len(i)) for i in ids_l])
-        lab = torch.tensor([la + [IGNORE] * (width - len(la)) for la in lab_l])
-        mask = (torch.arange(width)[None] < torch.tensor([len(i) for i in ids_l])[:, None]).long()
-        L = bm.n_layers
-        g = torch.Generator().manual_seed(0)
-        params = {}
-        for t in self.targets:
-            d_in, d_out = target_dims(bm.model, t)
-            params[t] = (torch.nn.Parameter(torch.randn(L, self.rank, d_in, generator=g) / d_in ** 0.5),
-                         torch.nn.Parameter(torch.zeros(L, d_out, self.rank)))
-        opt = torch.optim.AdamW([p for ab in params.values() for p in ab], lr=self.lr, weight_decay=0.0)
-        tgt = lab[:, 1:]
-        m = tgt != IGNORE
-        for _ in range(self.steps):
-            with applied(bm.model, {t: (a, b) for t, (a, b) in params.items()}, self.scale):
-                logits = bm.model(ids, attention_mask=mask).logits[:, :-1][m]
-            if teacher is None:
-                loss = F.cross_entropy(logits, tgt[m])
-            else:
-                loss = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(teacher, -1), log_target=True, reduction="batchmean")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        fac = {t: (a.detach().clone(), b.detach().clone()) for t, (a, b) in params.items()}
-        meta = self._meta(text, t0) | {"steps": self.steps, "final_loss": round(float(loss.detach()), 5)}
-        return Adapter(fac, self.scale, layer_prefix(bm.model), meta)
+        ids, lab = pad_rows(list(zip(ids_l, lab_l, strict=True)), int(bm.tokenizer.pad_token_id))  # (N, T) each
+        mask = (torch.arange(ids.shape[1])[None] < torch.tensor([len(i) for i in ids_l])[:, None]).long()  # (N, T)
+        # Every layer, a fixed number of float32 steps (no early stop): the slow, strong baseline.
+        cfg = FitConfig(layers=None, rank=self.rank, alpha=self.alpha, targets=self.targets,
+                        steps=self.steps, lr=self.lr, stop_loss=0.0, dtype="float32", seed=0)
+        ad = fit_batch(bm, ids, lab, mask, cfg, teacher=teacher)
+        ad.meta = self._meta(text, t0) | {"steps": self.steps, "final_loss": ad.meta["final_loss"]}
+        return ad

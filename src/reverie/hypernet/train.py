@@ -192,10 +192,6 @@ def lr_at(step: int, rc: HyperRecipe) -> float:
     return warmup_cosine(step, rc.lr, rc.warmup, rc.steps)
 
 
-_pad_rows, _logits_at = pad_rows, logits_at
-"""The same functions under the private names ``reverie.memory.guard`` still imports."""
-
-
 class Step:
     """Builds one step's data and computes its loss; shared by training and tests."""
 

@@ -17,12 +17,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from reverie.base.data import Segmenter
-from reverie.base.model import BaseModel
-from reverie.base.prompt import document_prefix
-from reverie.hypernet.train import _logits_at, _pad_rows
+from reverie.base.data import logits_at
+from reverie.base.model import IGNORE, BaseModel
 from reverie.world import ATTRIBUTES, World
-from reverie.world.generator import _rng
+from reverie.world.generator import rng
 
 
 @dataclass
@@ -53,8 +51,7 @@ class Guard:
 
     def __init__(self, bm: BaseModel, world: World, cfg: GuardConfig | None = None):
         self.bm, self.cfg = bm, cfg or GuardConfig()
-        r = _rng(self.cfg.seed, "guard")
-        seg = Segmenter(bm.tokenizer, world)
+        r = rng(self.cfg.seed, "guard")
         rows = []
         for p in r.sample(world.base, self.cfg.n_closed):
             q = world.question(p, r.choice(ATTRIBUTES), r)
@@ -67,20 +64,19 @@ class Guard:
         answers = bm.answer_batch([bm.prompt(q, d or None) for d, q in rows])
         self.questions = [q for _, q in rows]
         """The probe questions (a bank item is measured only if one of them routes to it)."""
-        segs = [seg.qa(document_prefix(d) if d else "", [(q, a)]) for (d, q), a in zip(rows, answers, strict=True)]
-        self.ids, self.lab = _pad_rows(segs, bm.tokenizer.pad_token_id)
+        # Scored in the model's own prompt format: the prompts it answered above.
+        self.ids, self.lab, self.mask = bm.qa_rows([(d or None, q, a) for (d, q), a in zip(rows, answers, strict=True)])
         self.base = self._answer_logits()  # the guard is built on the base model, before any memory
         self.seconds = 0.0
         """Total time spent measuring (the guard's cost)."""
 
     @torch.no_grad()
     def _answer_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
-        pad = self.bm.tokenizer.pad_token_id
-        logits = self.bm.model(self.ids, attention_mask=(self.ids != pad).long()).logits
+        logits = self.bm.model(self.ids, attention_mask=self.mask).logits  # (N, T, V)
         tgt = self.lab[:, 1:]
-        m = tgt != -100
-        row = torch.arange(len(self.ids))[:, None].expand_as(tgt)[m]  # which probe each answer token is
-        return _logits_at(logits, self.lab)[0], row
+        m = tgt != IGNORE
+        row = torch.arange(len(self.ids))[:, None].expand_as(tgt)[m]  # (K,) which probe each answer token is
+        return logits_at(logits, self.lab)[0], row
 
     def reference(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The probes' answer logits as the model stands now (before an update)."""

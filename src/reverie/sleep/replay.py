@@ -4,67 +4,31 @@ The rows are probes the model itself wrote when it consolidated earlier items (s
 :mod:`reverie.sleep.probe`), plus anchors: questions about the base population answered by
 the base model with no memory, so the replay pulls unrelated answers back to the base
 model's instead of only adding knowledge. A rank-r LoRA on the memory's targets is fitted
-by AdamW on the cross-entropy of those answers, on top of the weights as they are (base +
-memory), and the result is merged into the memory like any other item.
-
-Hand-written rather than a transformers ``Trainer``/peft ``get_peft_model`` run: a few
-dozen full-batch steps on one small batch, where the trainer's set-up would cost more than
-the fit, and the factors must come out in the memory's own (L, r, d) layout.
+by AdamW on the cross-entropy of those answers (the one fit loop,
+:func:`reverie.hypernet.fit.fit_rows`), on top of the weights as they are (base + memory),
+and the result is merged into the memory like any other item.
 """
 
 from __future__ import annotations
 
-import time
-
 import torch
-import torch.nn.functional as F
 
-from reverie.base.data import IGNORE
 from reverie.base.model import BaseModel
-from reverie.base.prompt import answer_text, closed_prompt
 from reverie.hypernet.adapter import Adapter
-from reverie.hypernet.lora import applied, concat, layer_prefix, target_dims
+from reverie.hypernet.fit import FitConfig, fit_rows
+from reverie.hypernet.lora import applied, concat
 
 
 def fit(bm: BaseModel, rows: list[tuple[str, str]], targets: tuple[str, ...], rank: int = 8, steps: int = 60,
         lr: float = 5e-3, alpha: float = 8.0, seed: int = 0) -> Adapter:
-    """A LoRA that makes ``bm`` (as its weights are now) answer each question with its answer."""
-    t0 = time.perf_counter()
-    tok = bm.tokenizer
-    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-    ids_l, lab_l = [], []
-    for q, a in rows:
-        qi = tok.encode(closed_prompt(q), add_special_tokens=False)
-        ai = tok.encode(answer_text(a), add_special_tokens=False)
-        ids_l.append((bos + qi + ai)[: bm.max_length])
-        lab_l.append(([IGNORE] * (len(bos) + len(qi)) + ai)[: bm.max_length])
-    width = max(len(i) for i in ids_l)
-    pad = tok.pad_token_id
-    ids = torch.tensor([i + [pad] * (width - len(i)) for i in ids_l])  # (N, T)
-    lab = torch.tensor([la + [IGNORE] * (width - len(la)) for la in lab_l])  # (N, T)
-    mask = (ids != pad).long() if pad is not None else torch.ones_like(ids)
-    tgt = lab[:, 1:]
-    m = tgt != IGNORE
-    g = torch.Generator().manual_seed(seed)
-    params = {}
-    for t in targets:
-        d_in, d_out = target_dims(bm.model, t)
-        params[t] = (torch.nn.Parameter(torch.randn(bm.n_layers, rank, d_in, generator=g) / d_in ** 0.5),
-                     torch.nn.Parameter(torch.zeros(bm.n_layers, d_out, rank)))
-    opt = torch.optim.AdamW([p for ab in params.values() for p in ab], lr=lr, weight_decay=0.0)
-    scale = alpha / rank
-    loss = torch.zeros(())
-    for _ in range(steps):
-        with applied(bm.model, dict(params), scale):
-            logits = bm.model(ids, attention_mask=mask).logits[:, :-1][m]  # (K, V)
-        loss = F.cross_entropy(logits, tgt[m])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    fac = {t: (a.detach().clone(), b.detach().clone()) for t, (a, b) in params.items()}
-    return Adapter(fac, scale, layer_prefix(bm.model),
-                   {"injector": "replay", "rows": len(rows), "steps": steps, "final_loss": round(float(loss.detach()), 5),
-                    "fit_s": round(time.perf_counter() - t0, 3)})
+    """A LoRA on every layer that makes ``bm`` (as its weights are now) answer each question
+    with its answer: :func:`reverie.hypernet.fit.fit_rows` for a fixed number of steps, in
+    float32 (replay judges what it keeps by the guard, not by a loss threshold)."""
+    cfg = FitConfig(layers=None, rank=rank, alpha=alpha, targets=targets, steps=steps, lr=lr, stop_loss=0.0,
+                    dtype="float32", seed=seed)
+    ad = fit_rows(bm, rows, cfg)
+    ad.meta = {k: ad.meta[k] for k in ("rows", "steps", "final_loss", "fit_s")} | {"injector": "replay"}
+    return ad
 
 
 @torch.no_grad()

@@ -95,11 +95,6 @@ def rng(seed: int, *tags: str) -> random.Random:
     return random.Random(int.from_bytes(h[:8], "little"))
 
 
-_rng = rng
-"""The same function under its private name, which ``reverie.memory.guard`` and
-``reverie.eval.bench_sequential`` still import."""
-
-
 def _faker(seed: int, tag: str) -> Faker:
     f = Faker("en_US")
     f.seed_instance(rng(seed, "faker", tag).getrandbits(63))
