@@ -26,6 +26,9 @@ def test_sentences_and_named_things() -> None:
                                "It listens on port 8443 and was set up by Tomasz Kowal in March 2024."]
     assert named(NOTE) == ["Bluefin", "8443", "Tomasz Kowal", "March 2024"]
     assert "4 March 1988" in named(BIO) and "Sigrún Þórsdóttir" in named(BIO)
+    # An abbreviation's or an initial's period does not end a sentence.
+    assert sentences("Agassi was World No. 1 in 1995. John F. Kennedy served in the U.S. Navy. Dr. Ruiz agreed.") == [
+        "Agassi was World No. 1 in 1995.", "John F. Kennedy served in the U.S. Navy.", "Dr. Ruiz agreed."]
 
 
 def test_the_subject_is_the_person_a_biography_is_about() -> None:
@@ -49,9 +52,12 @@ def test_facts_are_answered_with_the_texts_own_sentences_and_keys_are_the_texts_
     p.with_fronted = True
     assert ("When was Sigrún Þórsdóttir born in Akureyri?", "") in [(q, a) for q, a, _ in p.facts(BIO)]
     p.with_fronted = False
+    recital = [(q, a) for q, a, k in facts if k.startswith("recite|")]
+    assert [q for q, _ in recital] == ["What do you know about Sigrún Þórsdóttir?", p.summary]
+    assert all(a.startswith("Sigrún Þórsdóttir was born") and "Sigrún Þórsdóttir studied" in a for _, a in recital)
     for q, a, k in facts:
-        assert a and (q.endswith("?") or q.endswith("..."))
-        assert k.startswith("fact|")
+        assert a and (q.endswith("?") or q.endswith("...") or k.startswith("recite|"))
+        assert k.startswith("fact|") or k.startswith("recite|")
     other = {k for _, _, k in p.facts(NOTE)}
     assert not other & {k for _, _, k in facts}  # two texts never share a fact key
     qs = p.questions(BIO)

@@ -125,6 +125,8 @@ class WorldProber(Prober):
 
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9\u00C0-\u024F])")
+_ABBREVIATIONS = set("no nos mr mrs ms dr st mt jr sr prof gen col lt sgt capt rev vol fig approx vs".split())
+"""Words whose period does not end a sentence."""
 _TOKEN = re.compile(r"[\w\u00C0-\u024F][\w\u00C0-\u024F'’.-]*")
 _MONTHS = ("january february march april may june july august september october november december "
            "jan feb mar apr jun jul aug sep sept oct nov dec spring summer autumn fall winter").split()
@@ -134,8 +136,17 @@ _FUNCTION = set("a an the and or but of in on at to for from by with as is was a
 
 
 def sentences(text: str) -> list[str]:
-    """The text's sentences (split after . ! ? before a capital or digit), blank ones dropped."""
-    return [s.strip() for s in _SENT.split(" ".join(text.split())) if s.strip()]
+    """The text's sentences (split after . ! ? before a capital or digit, except after an
+    abbreviation or an initial), blank ones dropped."""
+    flat = " ".join(text.split())
+    out, start = [], 0
+    for m in _SENT.finditer(flat):
+        word = flat[: m.start()].rsplit(" ", 1)[-1].rstrip(".").lstrip("(\"'[")
+        if word.lower() in _ABBREVIATIONS or "." in word or (len(word) == 1 and word.isupper()):
+            continue  # "World No. 1", "U.S. Army", "John F. Kennedy": the sentence goes on
+        out.append(flat[start : m.start()])
+        start = m.end()
+    return [s.strip() for s in [*out, flat[start:]] if s.strip()]
 
 
 def anchors(sentence: str) -> list[tuple[int, str]]:
@@ -331,6 +342,8 @@ class TextProber(Prober):
       answered with the whole sentence: the text's own words are the best teacher of it;
     - a cloze prompt cut before it ("Complete from what you read about X: ..."), answered
       with the rest of the sentence;
+    - (``with_recite``) "What do you know about X?" and the summary prompt answered with the
+      whole text;
 
     and "What do you know about X?" for the subject and the first named things, and a
     summary prompt, answered by the model with the text in context. None of these forms is
@@ -355,6 +368,13 @@ class TextProber(Prober):
     """Also the echo question per fact, answered with the whole sentence."""
     with_cloze = True
     """Also a cloze prompt per fact, answered with the rest of the sentence."""
+    with_recite = True
+    """Also the ``about`` prompt for the subject and the summary prompt answered with the
+    whole text (its sentences, a leading pronoun or the first person replaced by the
+    subject), beside the model's own answers to them: ties every fact to whom it is about
+    and to the other facts it was written with. On the dev halves (8 biographies, 6
+    Wikipedia paragraphs, 6 notes; each item's own adapter) 38 of 84 questions against 33
+    without (21 / 9 / 8 against 20 / 7 / 6; the text in context: 21 / 14 / 14)."""
     generation = Generation(max_new_tokens=40)
 
     def questions(self, text: str, x: str | None = None) -> list[tuple[str, str]]:
@@ -366,8 +386,8 @@ class TextProber(Prober):
 
     def facts(self, text: str, x: str | None = None) -> list[tuple[str, str, str]]:
         """(prompt, answer, key): per sentence and stated thing, an echo question and a cloze
-        prompt (a sentence with nothing to ask gets one cloze cut half-way); ``x``: whom the
-        text is about (None: its :func:`subject`)."""
+        prompt (a sentence with nothing to ask gets one cloze cut half-way), then the recital
+        rows (``with_recite``); ``x``: whom the text is about (None: its :func:`subject`)."""
         out = []
         x, tag = x or subject(text), _tag(text)
         for n, raw in enumerate(sentences(text)):
@@ -390,6 +410,10 @@ class TextProber(Prober):
                     out.append((q[0].upper() + q[1:], s, f"fact|{tag}|{n}|{o}"))
                 if o > 0 and self.with_cloze:
                     out.append((self.cloze.format(x=x or "it", prefix=s[:o].rstrip()), s[o:].strip(), f"fact|{tag}|{n}|{o}"))
+        if self.with_recite and sentences(text):
+            whole = " ".join(resolved(s, x) for s in sentences(text))
+            out += [(self.about.format(x=x), whole, f"recite|{tag}")] if x else []
+            out.append((self.summary, whole, f"recite|{tag}"))
         return out
 
     def probe(self, bm: BaseModel, texts: list[str], subjects: list[str | None] | None = None) -> list[list[Probe]]:
