@@ -155,15 +155,6 @@ def batch(seg: Segmenter, seed: int, step: int, rows: int, length: int,
     return torch.tensor(out_i), torch.tensor(out_l)
 
 
-def pad_rows(rows: list[Segment], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, labels) segments right-padded to the longest into two (N, T) tensors: ids with
-    ``pad_id``, labels with :data:`IGNORE`."""
-    width = max(len(i) for i, _ in rows)
-    ids = torch.tensor([i + [pad_id] * (width - len(i)) for i, _ in rows])
-    lab = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in rows])
-    return ids, lab
-
-
 def logits_at(logits: torch.Tensor, lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits predicting each labelled token, and those tokens: (K, V), (K,). Labels
     align with the input ids, so position t's logits predict label t+1."""

@@ -40,6 +40,18 @@ def resolve(path: str | Path | None) -> Path:
     return Path(path)
 
 
+def pad_rows(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, labels) rows right-padded to the longest: (ids, labels, attention mask), each
+    (N, T); ids padded with ``pad_id``, labels with :data:`IGNORE`. The mask comes from the
+    rows' lengths, not ``ids != pad``: a chat model's pad token is its end-of-turn token,
+    which every answer ends with."""
+    width = max(len(i) for i, _ in rows)
+    ids = torch.tensor([i + [pad_id] * (width - len(i)) for i, _ in rows])  # (N, T)
+    lab = torch.tensor([la + [IGNORE] * (width - len(la)) for _, la in rows])  # (N, T)
+    mask = (torch.arange(width)[None] < torch.tensor([len(i) for i, _ in rows])[:, None]).long()  # (N, T)
+    return ids, lab, mask
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices in hardware. A CPU without such
     instructions emulates them: bfloat16 autocast was measured 6.6x slower than float32 on
@@ -139,20 +151,12 @@ class BaseModel:
         :meth:`prompt` builds, then the answer as the format ends it; labels score the
         answer tokens alone (:data:`IGNORE` elsewhere). The one collate of every fit, replay
         and guard batch."""
-        ids_l, lab_l = [], []
+        segs = []
         for ctx, q, a in rows:
             qi = self.encode(self.format.closed(q) if ctx is None else self.format.context(ctx, q))
             ai = self.tokenizer.encode(self.format.answer(a), add_special_tokens=False)
-            ids_l.append((qi + ai)[: self.max_length])
-            lab_l.append(([IGNORE] * len(qi) + ai)[: self.max_length])
-        width = max(len(i) for i in ids_l)
-        pad = int(self.tokenizer.pad_token_id)
-        ids = torch.tensor([i + [pad] * (width - len(i)) for i in ids_l])  # (N, T)
-        lab = torch.tensor([la + [IGNORE] * (width - len(la)) for la in lab_l])  # (N, T)
-        # From the lengths, not ``ids != pad``: a chat model's pad token is its end-of-turn
-        # token, which every answer ends with.
-        mask = (torch.arange(width)[None] < torch.tensor([len(i) for i in ids_l])[:, None]).long()  # (N, T)
-        return ids, lab, mask
+            segs.append(((qi + ai)[: self.max_length], ([IGNORE] * len(qi) + ai)[: self.max_length]))
+        return pad_rows(segs, int(self.tokenizer.pad_token_id))
 
     @torch.no_grad()
     def hidden_states(self, text: str | bytes) -> torch.Tensor:

@@ -13,8 +13,7 @@ from typing import Any
 
 import torch
 
-from reverie.base.data import pad_rows
-from reverie.base.model import IGNORE, BaseModel, decode_input, native_bf16
+from reverie.base.model import IGNORE, BaseModel, decode_input, native_bf16, pad_rows
 from reverie.errors import InputError
 from reverie.hypernet.adapter import Adapter
 from reverie.hypernet.fit import FitConfig, fit_batch
@@ -191,7 +190,6 @@ class DistillInjector(Injector):
                  targets: tuple[str, ...] = ("mlp.down_proj",), alpha: float = 8.0):
         super().__init__(bm)
         self.rank, self.steps, self.lr, self.targets, self.alpha = rank, steps, lr, targets, alpha
-        self.scale = alpha / rank
 
     def inject_many(self, texts: list[str], queries: list[list[str]] | None = None) -> list[Adapter]:
         return [self._one(check_text(t), None if queries is None else queries[i]) for i, t in enumerate(texts)]
@@ -219,8 +217,7 @@ class DistillInjector(Injector):
         bm = self.bm
         t0 = time.perf_counter()
         ids_l, lab_l, teacher = self._rows(text, queries)
-        ids, lab = pad_rows(list(zip(ids_l, lab_l, strict=True)), int(bm.tokenizer.pad_token_id))  # (N, T) each
-        mask = (torch.arange(ids.shape[1])[None] < torch.tensor([len(i) for i in ids_l])[:, None]).long()  # (N, T)
+        ids, lab, mask = pad_rows(list(zip(ids_l, lab_l, strict=True)), int(bm.tokenizer.pad_token_id))  # (N, T) each
         # Every layer, a fixed number of float32 steps (no early stop): the slow, strong baseline.
         cfg = FitConfig(layers=None, rank=self.rank, alpha=self.alpha, targets=self.targets,
                         steps=self.steps, lr=self.lr, stop_loss=0.0, dtype="float32", seed=0)

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from reverie.base.data import IGNORE, Segmenter, logits_at, pad_rows
-from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation
+from reverie.base.data import IGNORE, Segmenter, logits_at
+from reverie.base.model import DEFAULT_MODEL_DIR, BaseModel, Generation, pad_rows
 from reverie.base.prompt import document_prefix
 from reverie.base.qa import ask, documents, sample_questions, score, skill_validation
 from reverie.hypernet.adapter import Adapter
@@ -272,7 +272,7 @@ class Step:
         if not cand:
             return [], 0.0
         gidx = torch.tensor([g for g, _ in cand])
-        ids, lab = pad_rows([s for _, s in cand], pad_id)
+        ids, lab, _ = pad_rows([s for _, s in cand], pad_id)
         with applied(self.bm.model, {t: (A[gidx], B[gidx]) for t, (A, B) in row_f.items()}, self.scale):
             s_log = self.bm.model(ids, attention_mask=(ids != pad_id).long()).logits[:, :-1]  # (R, T-1, V)
         b_log = self.bm.model(ids, attention_mask=(ids != pad_id).long()).logits[:, :-1]
@@ -300,12 +300,12 @@ class Step:
         mined, mine_drop = self.mined(d, {t: (A.detach(), B.detach()) for t, (A, B) in grouped.items()}, pad_id)
         rows = d["student"] + d["local"] + mined
         gidx = torch.tensor([g for g, _ in rows])
-        ids, lab = pad_rows([s for _, s in rows], pad_id)
+        ids, lab, _ = pad_rows([s for _, s in rows], pad_id)
         row_f = {t: (A[gidx], B[gidx]) for t, (A, B) in grouped.items()}
         with applied(bm.model, row_f, self.scale):
             s_logits = bm.model(ids, attention_mask=(ids != pad_id).long()).logits
         with torch.no_grad():
-            t_ids, t_lab = pad_rows(d["teacher"], pad_id)
+            t_ids, t_lab, _ = pad_rows(d["teacher"], pad_id)
             t_logits = bm.model(t_ids, attention_mask=(t_ids != pad_id).long()).logits
             b_logits = bm.model(ids, attention_mask=(ids != pad_id).long()).logits
         ns = len(d["student"])

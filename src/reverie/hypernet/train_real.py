@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from reverie.base.data import IGNORE, pad_rows
-from reverie.base.model import BaseModel, Generation
+from reverie.base.model import IGNORE, BaseModel, Generation, pad_rows
 from reverie.errors import ReverieError
 from reverie.hypernet.lora import applied, concat
 from reverie.hypernet.model import HyperNetwork
@@ -145,9 +144,7 @@ def answer_logits(bm: BaseModel, rows: list[tuple[list[int], list[int]]]) -> tor
     """Logits predicting each labelled token of right-padded rows: (K, V). Only those
     positions go through the output layer (a 49k vocabulary over every position of a long
     teacher row would dominate memory)."""
-    ids, lab = pad_rows(rows, bm.tokenizer.pad_token_id)
-    # By length, not ids != pad: a chat model's pad is its end-of-turn token, which answers contain.
-    mask = (torch.arange(ids.shape[1])[None] < torch.tensor([len(i) for i, _ in rows])[:, None]).long()
+    ids, lab, mask = pad_rows(rows, bm.tokenizer.pad_token_id)  # (N, T) each, masked by length
     sel = lab[:, 1:] != IGNORE  # (N, T-1): position t predicts token t+1
     inner, head = getattr(bm.model, "model", None), getattr(bm.model, "lm_head", None)
     if inner is None or head is None:

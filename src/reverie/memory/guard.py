@@ -66,6 +66,8 @@ class Guard:
         """The probe questions (a bank item is measured only if one of them routes to it)."""
         # Scored in the model's own prompt format: the prompts it answered above.
         self.ids, self.lab, self.mask = bm.qa_rows([(d or None, q, a) for (d, q), a in zip(rows, answers, strict=True)])
+        tgt = self.lab[:, 1:]
+        self.row = torch.arange(len(self.ids))[:, None].expand_as(tgt)[tgt != IGNORE]  # (K,) which probe each answer token is
         self.base = self._answer_logits()  # the guard is built on the base model, before any memory
         self.seconds = 0.0
         """Total time spent measuring (the guard's cost)."""
@@ -73,10 +75,7 @@ class Guard:
     @torch.no_grad()
     def _answer_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.bm.model(self.ids, attention_mask=self.mask).logits  # (N, T, V)
-        tgt = self.lab[:, 1:]
-        m = tgt != IGNORE
-        row = torch.arange(len(self.ids))[:, None].expand_as(tgt)[m]  # (K,) which probe each answer token is
-        return logits_at(logits, self.lab)[0], row
+        return logits_at(logits, self.lab)[0], self.row
 
     def reference(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The probes' answer logits as the model stands now (before an update)."""

@@ -240,7 +240,7 @@ class KeyRouter(Router):
         self._groups[item_id] = group
         self._keys.append(list(key))
         self._questions.append([_bag(q) for q in questions or []])
-        self._names.append({w for n in names or [] for w in _bag(n)})
+        self._names.append({w for name in names or [] for w in _bag(name)})
         for w, runs in _indexed(key):
             self.words[w].add(n)
             for g in runs:

@@ -236,6 +236,11 @@ def default_prober(bm: BaseModel) -> str:
     return "world" if bm.format is WORLD else "text"
 
 
+def told(text: str, x: str | None) -> str:
+    """The text, sentence by sentence :func:`resolved` to ``x``."""
+    return " ".join(resolved(s, x) for s in sentences(text))
+
+
 def resolved(sentence: str, x: str | None) -> str:
     """The sentence with ``x`` for a leading he/she/they and for the first person, so that
     it says on its own whom it is about."""
@@ -389,8 +394,8 @@ class TextProber(Prober):
         prompt (a sentence with nothing to ask gets one cloze cut half-way), then the recital
         rows (``with_recite``); ``x``: whom the text is about (None: its :func:`subject`)."""
         out = []
-        x, tag = x or subject(text), _tag(text)
-        for n, raw in enumerate(sentences(text)):
+        x, tag, sents = x or subject(text), _tag(text), sentences(text)
+        for n, raw in enumerate(sents):
             s = resolved(raw, x)
             found = [(o, a) for o, a in anchors(s) if not (x and a == x)][: self.most_cuts]
             if not found:
@@ -410,8 +415,8 @@ class TextProber(Prober):
                     out.append((q[0].upper() + q[1:], s, f"fact|{tag}|{n}|{o}"))
                 if o > 0 and self.with_cloze:
                     out.append((self.cloze.format(x=x or "it", prefix=s[:o].rstrip()), s[o:].strip(), f"fact|{tag}|{n}|{o}"))
-        if self.with_recite and sentences(text):
-            whole = " ".join(resolved(s, x) for s in sentences(text))
+        if self.with_recite and sents:
+            whole = told(text, x)
             out += [(self.about.format(x=x), whole, f"recite|{tag}")] if x else []
             out.append((self.summary, whole, f"recite|{tag}"))
         return out
@@ -423,9 +428,9 @@ class TextProber(Prober):
         # with the generic questions, in one batch; where the subject was given, the text
         # in context says it in place of a pronoun or the first person.
         qs = [self.questions(t, x) + [(q, k) for q, a, k in f if not a] for t, x, f in zip(texts, xs, facts, strict=True)]
-        shown = [t if x is None else " ".join(resolved(s, x) for s in sentences(t)) for t, x in zip(texts, xs, strict=True)]
+        shown = [t if x is None else told(t, x) for t, x in zip(texts, xs, strict=True)]
         asked = self.answer(bm, shown, qs)
         return [ps + [Probe(q, a, k) for q, a, k in f if a] for f, ps in zip(facts, asked, strict=True)]
 
 
-__all__ = ["ABOUT_KEY", "PROBERS", "Probe", "Prober", "TextProber", "WorldProber", "anchors", "default_prober", "fronted", "named", "register_prober", "resolved", "sentences", "subject", "things", "wh_word"]
+__all__ = ["ABOUT_KEY", "PROBERS", "Probe", "Prober", "TextProber", "WorldProber", "anchors", "default_prober", "fronted", "named", "register_prober", "resolved", "sentences", "subject", "things", "told", "wh_word"]
